@@ -105,3 +105,19 @@ def test_a_notebook_over_its_time_budget_fails(notebook_factory, child_pytest, s
     result = child_pytest(path, scratch_dir / "guard.jsonl")
     assert result.returncode != 0
     assert "time budget" in result.stdout or "Timeout" in result.stdout, result.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_changing_a_committed_output_of_a_book_notebook_fails(child_pytest, scratch_dir):
+    """The same proof on a real notebook: one digit of a checked output changed, one failure."""
+    source = ROOT / "notebooks" / "setup" / "environment.ipynb"
+    nb = nbformat.read(source, as_version=4)
+    checked = [c for c in nb.cells if "nbval-check-output" in c.metadata.get("tags", [])]
+    assert checked, "the setup notebook has no checked cell"
+    stdout = next(o for o in checked[-1].outputs if o.get("name") == "stdout")
+    stdout["text"] = stdout["text"].replace("[", "[changed-", 1)
+    path = scratch_dir / source.name
+    nbformat.write(nb, path)
+    result = child_pytest(path, scratch_dir / "guard.jsonl")
+    assert result.returncode != 0
+    assert "1 failed" in result.stdout, result.stdout[-3000:]
