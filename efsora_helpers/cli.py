@@ -124,7 +124,13 @@ def _env_run(args) -> int:
     return 0
 
 
-COMMANDS: list[Callable] = [_env, _assets, _questions, _book]
+def _scenes(sub) -> None:
+    from .safetyscenes.cli import add_commands
+
+    add_commands(sub)
+
+
+COMMANDS: list[Callable] = [_env, _assets, _questions, _book, _scenes]
 
 
 def build_parser() -> argparse.ArgumentParser:
