@@ -20,6 +20,22 @@ def add_commands(sub) -> None:
     one.add_argument("seed", type=int)
     one.add_argument("-o", "--out", type=Path, required=True, help="image path (.jpg or .png); JSON beside it")
     one.set_defaults(func=_render)
+    tr = s.add_parser("train", help="train the default detector or segmenter from scratch (CPU: about an hour)")
+    tr.add_argument("task", choices=["detect", "segment"])
+    tr.add_argument("--epochs", type=int, default=40)
+    tr.add_argument("--imgsz", type=int, default=416)
+    tr.add_argument("--n-train", type=int, default=800, help="training scenes rendered from fixed seeds")
+    tr.add_argument("--work", type=Path, default=None, help="where to render the training set (default _build/)")
+    tr.add_argument("--device", default="cpu")
+    tr.set_defaults(func=_train)
+    ev = s.add_parser("evaluate", help="measure a model on scenes rendered from unseen seeds")
+    ev.add_argument("weights", type=Path)
+    ev.add_argument("--images", type=int, default=300)
+    ev.add_argument("--imgsz", type=int, default=416)
+    ev.add_argument("-o", "--out", type=Path, default=None, help="report JSON (default: <weights>.eval.json)")
+    ev.set_defaults(func=_evaluate)
+    card = s.add_parser("model-card", help="write data/models/README.md from the training and evaluation records")
+    card.set_defaults(func=_model_card)
 
 
 def shipped_root() -> Path:
@@ -69,4 +85,45 @@ def _render(args) -> int:
     args.out.with_suffix(".json").write_text(json.dumps(gt, indent=1, sort_keys=True) + "\n")
     print(f"{args.out}: {len(scene.instances)} objects, {gt['counts']['workers_without_hard_hat']} "
           "worker(s) without a hard hat")
+    return 0
+
+
+def models_dir() -> Path:
+    from ..paths import repo_root
+
+    return repo_root() / "data" / "models"
+
+
+def _train(args) -> int:
+    from ..env import setup
+    from ..paths import repo_root
+    from .train import train
+
+    setup(quiet=True)
+    suffix = "det" if args.task == "detect" else "seg"
+    record = train(args.task, models_dir() / f"safetyscenes-yolov8n-{suffix}.pt",
+                   args.work or repo_root() / "_build" / "safetyscenes-train", n_train=args.n_train,
+                   epochs=args.epochs, imgsz=args.imgsz, device=args.device)
+    print(json.dumps(record, indent=1))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from ..env import setup
+    from .evaluate import evaluate, save_report
+
+    setup(quiet=True)
+    if not args.weights.exists():
+        raise FileNotFoundError(f"no weights at {args.weights}")
+    report = evaluate(args.weights, n_images=args.images, imgsz=args.imgsz)
+    save_report(report, args.out or args.weights.with_suffix(".eval.json"))
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def _model_card(args) -> int:
+    from .train import model_card
+
+    (models_dir() / "README.md").write_text(model_card(models_dir()))
+    print(f"wrote {models_dir() / 'README.md'}")
     return 0

@@ -196,7 +196,8 @@ def write_dataset(
         stats[split] = write_split(root, split, list(range(base, base + n)), progress)
     (root / "data.yaml").write_text(data_yaml(root, list(splits)))
     media_notes = write_media(root, progress) if media else {}
-    (root / "README.md").write_text(dataset_card(splits, stats, media_notes))
+    size_mb = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
+    (root / "README.md").write_text(dataset_card(splits, stats, media_notes, size_mb))
     write_manifest(root)
     return stats
 
@@ -212,11 +213,13 @@ def write_media(root: Path, progress: bool = True) -> dict:
         from .video import write_clips
     except ImportError:
         return notes
-    notes["video"] = write_clips(root / "video")
+    written = write_clips(root / "video")
+    notes["video"] = {name: f"{info['frames_decoded']} frames, 15 fps, 640x360, VP9 WebM" for name, info in written.items()}
     return notes
 
 
-def dataset_card(splits: dict[str, tuple[int, int]], stats: dict[str, dict], media: dict | None = None) -> str:
+def dataset_card(splits: dict[str, tuple[int, int]], stats: dict[str, dict], media: dict | None = None,
+                 size_mb: float = 0.0) -> str:
     from importlib.metadata import version
 
     header = "| split | seeds | images | " + " | ".join(CLASSES) + " |"
@@ -245,8 +248,9 @@ def dataset_card(splits: dict[str, tuple[int, int]], stats: dict[str, dict], med
         "Each image is `render_scene(seed)`: one `numpy.random.Generator` per seed drives every choice",
         "(layout, clothing, pose, lighting, blur, noise, JPEG quality 70-92), so the same seed gives",
         f"the same bytes with the same library versions (written with OpenCV {version('opencv-python')},",
-        f"NumPy {version('numpy')}). Regenerate byte for byte: `efsora scenes generate` (checks",
-        "`manifest.json`).",
+        f"NumPy {version('numpy')}). Regenerate byte for byte with `efsora scenes generate`;",
+        "`efsora scenes generate --check` regenerates into a temporary folder and compares every",
+        f"sha256 with `manifest.json`. Size: about {size_mb:.0f} MB.",
         "",
         "## Known limits",
         "",

@@ -246,22 +246,34 @@ def _draw_sign(p: Painter, rng, owner: int, x: float, y: float, scale: float, te
     return (float(x1 + pad), float(y1 + pad), float(x1 + pad + tw), float(y1 + pad + th + base))
 
 
-def _worker(p: Painter, rng, ids, foot_x: float, foot_y: float, h: float) -> dict:
-    """A worker standing at (foot_x, foot_y), ``h`` pixels tall. Returns ids and PPE attributes."""
+def _worker(p: Painter, rng, ids, foot_x: float, foot_y: float, h: float, *, facing: str | None = None,
+            pose: str | None = None, phase: float | None = None, hard_hat: bool | None = None,
+            vest: bool | None = None) -> dict:
+    """A worker standing at (foot_x, foot_y), ``h`` pixels tall. Returns ids and PPE attributes.
+
+    The keyword arguments pin what is otherwise drawn at random (``phase``, in radians, swings the
+    stride between the legs), so a video can keep one worker's look across frames. They are applied
+    after the draws, so the random stream, and every scene rendered without them, stays the same."""
     pid = ids()
     cx, top = foot_x, foot_y - h
-    facing = _pick(rng, ["front", "back", "left", "right"])
-    pose = _pick(rng, ["standing", "walking", "arms_up", "carrying"])
+    drawn_facing = _pick(rng, ["front", "back", "left", "right"])
+    drawn_pose = _pick(rng, ["standing", "walking", "arms_up", "carrying"])
     skin = _jitter(rng, _pick(rng, SKIN_COLOURS), 8)
     shirt = _jitter(rng, _pick(rng, SHIRT_COLOURS), 12)
     trousers = _jitter(rng, _pick(rng, TROUSER_COLOURS), 10)
     has_hat = rng.random() < 0.6
     has_vest = rng.random() < 0.55
+    facing = drawn_facing if facing is None else facing
+    pose = drawn_pose if pose is None else pose
+    has_hat = has_hat if hard_hat is None else bool(hard_hat)
+    has_vest = has_vest if vest is None else bool(vest)
     side = facing in ("left", "right")
     tw = h * (0.17 if side else 0.26)  # torso width
     shoulder_y, hip_y = top + 0.18 * h, top + 0.52 * h
     # legs
     stride = {"walking": 0.09, "standing": 0.02}.get(pose, 0.03) * h
+    if phase is not None:
+        stride *= float(np.cos(phase))
     leg_w = 0.085 * h
     for dx, sx in ((-0.06 * h, -stride), (0.06 * h, stride)):
         hip = (cx + (dx * 0.3 if side else dx), hip_y)
@@ -348,9 +360,14 @@ def _pallet(p: Painter, rng, owner: int, x: float, foot_y: float, w: float, load
                 p.paint(p.rect(bx + bw * 0.45, by + 1, bx + bw * 0.55, by + bh * 0.4), (150, 185, 210), owner, grain=3)
 
 
-def _forklift(p: Painter, rng, ids, foot_x: float, foot_y: float, size: float) -> dict:
+def _forklift(p: Painter, rng, ids, foot_x: float, foot_y: float, size: float, *, facing: str | None = None,
+              forks_lift: float | None = None, carrying: bool | None = None) -> dict:
+    """A forklift, side view. ``facing`` ("left"/"right": where the forks point), ``forks_lift`` (a
+    fraction of ``size``) and ``carrying`` pin the random choices, after the draws (see ``_worker``)."""
     fid = ids()
     right = rng.random() < 0.5  # forks point right
+    if facing is not None:
+        right = facing == "right"
     d = 1 if right else -1
     colour = _jitter(rng, _pick(rng, FORKLIFT_COLOURS), 10)
     body_w, body_h = size * 0.85, size * 0.42
@@ -374,6 +391,8 @@ def _forklift(p: Painter, rng, ids, foot_x: float, foot_y: float, size: float) -
     mast_top = roof_y - size * 0.12
     p.paint(p.rect(min(mx, mx + d * size * 0.07), mast_top, max(mx, mx + d * size * 0.07), foot_y - 2), (60, 60, 65), fid)
     lift = rng.uniform(0.0, 0.35) * size
+    if forks_lift is not None:
+        lift = forks_lift * size
     fork_y = foot_y - 4 - lift
     fork_x2 = mx + d * size * 0.55
     p.paint(p.rect(min(mx, fork_x2), fork_y - size * 0.035, max(mx, fork_x2), fork_y), (50, 50, 55), fid)
@@ -381,7 +400,8 @@ def _forklift(p: Painter, rng, ids, foot_x: float, foot_y: float, size: float) -
     for wx in (foot_x - body_w * 0.3, foot_x + body_w * 0.3):
         p.paint(p.ellipse(wx, foot_y - wheel_r, wheel_r, wheel_r), (20, 20, 20), fid)
         p.paint(p.ellipse(wx, foot_y - wheel_r, wheel_r * 0.45, wheel_r * 0.45), (140, 140, 140), fid)
-    carrying = rng.random() < 0.4
+    drawn_carrying = rng.random() < 0.4
+    carrying = drawn_carrying if carrying is None else bool(carrying)
     pallet_id = None
     if carrying:
         pallet_id = ids()
