@@ -149,3 +149,17 @@ def test_shipped_files_match_the_manifest():
     assert total < 40e6, f"the shipped dataset is {total / 1e6:.1f} MB"
     image = cv2.imread(str(SHIPPED / "images" / "test" / "test_0000.jpg"))
     assert image.shape == (480, 640, 3)
+
+
+def test_polygons_cover_every_part_of_an_occluded_mask(scenes):
+    split = 0
+    for scene in scenes:
+        for inst, line in zip(scene.instances, yolo_segment_lines(scene)):
+            coords = np.array(line.split()[1:], float).reshape(-1, 2) * [scene.width, scene.height]
+            x1, y1, x2, y2 = inst.bbox
+            # the polygon runs through boundary pixel centres: within a pixel of the mask's box
+            assert abs(coords[:, 0].min() - x1) <= 1 and abs(coords[:, 0].max() - x2) <= 1
+            assert abs(coords[:, 1].min() - y1) <= 1 and abs(coords[:, 1].max() - y2) <= 1
+            n_parts, _ = cv2.connectedComponents(inst.mask.astype(np.uint8))
+            split += n_parts > 2
+    assert split >= 1, "no occluder split a mask in these scenes: the test checks nothing"

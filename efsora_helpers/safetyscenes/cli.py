@@ -27,6 +27,7 @@ def add_commands(sub) -> None:
     tr.add_argument("--n-train", type=int, default=800, help="training scenes rendered from fixed seeds")
     tr.add_argument("--work", type=Path, default=None, help="where to render the training set (default _build/)")
     tr.add_argument("--device", default="cpu")
+    tr.add_argument("--init", type=Path, default=None, help="continue from these weights instead of from scratch")
     tr.set_defaults(func=_train)
     ev = s.add_parser("evaluate", help="measure a model on scenes rendered from unseen seeds")
     ev.add_argument("weights", type=Path)
@@ -78,9 +79,12 @@ def _render(args) -> int:
     from .dataset import ground_truth
     from .render import render_scene
 
+    if args.out.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+        raise ValueError(f"cannot write an image to {args.out}: use a .jpg or .png file name")
+    if not args.out.parent.is_dir():
+        raise FileNotFoundError(f"no folder {args.out.parent} to write {args.out.name} into")
     scene = render_scene(args.seed)
-    if not cv2.imwrite(str(args.out), scene.image):
-        raise ValueError(f"cannot write an image to {args.out} (use .jpg or .png)")
+    cv2.imwrite(str(args.out), scene.image)
     gt = ground_truth(scene, str(args.out))
     args.out.with_suffix(".json").write_text(json.dumps(gt, indent=1, sort_keys=True) + "\n")
     print(f"{args.out}: {len(scene.instances)} objects, {gt['counts']['workers_without_hard_hat']} "
@@ -103,7 +107,7 @@ def _train(args) -> int:
     suffix = "det" if args.task == "detect" else "seg"
     record = train(args.task, models_dir() / f"safetyscenes-yolov8n-{suffix}.pt",
                    args.work or repo_root() / "_build" / "safetyscenes-train", n_train=args.n_train,
-                   epochs=args.epochs, imgsz=args.imgsz, device=args.device)
+                   epochs=args.epochs, imgsz=args.imgsz, device=args.device, init=args.init)
     print(json.dumps(record, indent=1))
     return 0
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .render import CLASSES, CLASS_ID, Scene, render_scene
 
@@ -54,13 +54,22 @@ def _polygons(mask: np.ndarray) -> list[np.ndarray]:
 
 
 def yolo_segment_lines(scene: Scene) -> list[str]:
-    """One line per instance: its largest polygon, normalised (YOLO keeps one polygon per line)."""
+    """One line per instance, normalised. YOLO allows one polygon per line, so a mask that an
+    occluder splits into parts is joined into one polygon by thin bridges (ultralytics' own
+    ``merge_multi_segment``, as its COCO converter does); keeping only the largest part would
+    shrink the object's box. Contour points are pixel centres, hence the +0.5."""
     lines = []
     for inst in scene.instances:
         polys = _polygons(inst.mask)
         if not polys:
             continue
-        poly = max(polys, key=lambda c: cv2.contourArea(c.astype(np.float32)))
+        if len(polys) == 1:
+            poly = polys[0]
+        else:
+            from ultralytics.data.converter import merge_multi_segment
+
+            poly = np.concatenate(merge_multi_segment([p.reshape(-1).tolist() for p in polys]), axis=0)
+        poly = poly.astype(np.float64) + 0.5
         coords = " ".join(f"{x / scene.width:.6f} {y / scene.height:.6f}" for x, y in poly)
         lines.append(f"{CLASS_ID[inst.label]} {coords}")
     return lines
@@ -258,8 +267,8 @@ def dataset_card(splits: dict[str, tuple[int, int]], stats: dict[str, dict], med
         "  with internet, use official COCO weights for real images.",
         "- Frontal camera, a single floor plane, no real perspective distortion of objects.",
         "- Objects less than 30 % visible are not labelled (they are still drawn).",
-        "- Box labels come from visible masks (COCO convention); YOLO polygons keep the largest part",
-        "  of a mask split by an occluder.",
+        "- Box labels come from visible masks (COCO convention). A mask split by an occluder becomes",
+        "  one YOLO polygon whose parts are joined by thin bridges (YOLO allows one polygon per object).",
         "",
     ])
 

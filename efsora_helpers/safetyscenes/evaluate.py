@@ -37,10 +37,18 @@ def coco_map(model, images_dir: Path, coco_json: Path, imgsz: int, iou_type: str
         return {"map50_95": 0.0, "map50": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its table
         evaluator = COCOeval(gt, gt.loadRes(detections), iou_type)
+        evaluator.params.maxDets = [1, 10, 300]  # ultralytics keeps up to 300 detections per image
         evaluator.evaluate()
         evaluator.accumulate()
-        evaluator.summarize()
-    return {"map50_95": float(evaluator.stats[0]), "map50": float(evaluator.stats[1])}
+    # precision[iou threshold, recall point, class, area range, max detections]; -1 marks "no ground
+    # truth". summarize() would read maxDets=100, so average the table ourselves (area "all", 300).
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]
+
+    def mean_ap(table):
+        valid = table[table > -1]
+        return float(valid.mean()) if valid.size else 0.0
+
+    return {"map50_95": mean_ap(precision), "map50": mean_ap(precision[0])}
 
 
 def evaluate(weights: Path, n_images: int = 100, imgsz: int = 416, seed_base: int = FRESH_TEST_BASE,
@@ -53,9 +61,14 @@ def evaluate(weights: Path, n_images: int = 100, imgsz: int = 416, seed_base: in
         root = Path(tmp)
         write_split(root, "test", list(range(seed_base, seed_base + n_images)), progress=False)
         (root / "data.yaml").write_text(
-            "test: images/test\nval: images/test\nnames:\n" + "".join(f"  {i}: {c}\n" for i, c in enumerate(CLASSES))
+            "train: images/test\nval: images/test\ntest: images/test\nnames:\n" + "".join(f"  {i}: {c}\n" for i, c in enumerate(CLASSES))
         )
-        metrics = model.val(data=str(root / "data.yaml"), split="test", imgsz=imgsz, batch=16, device="cpu",
+        data = root / "data.yaml"
+        if model.task == "detect":  # compare against the exact boxes, as pycocotools does
+            from .train import detection_view
+
+            data = detection_view(root, root / "detect", ["test"])
+        metrics = model.val(data=str(data), split="test", imgsz=imgsz, batch=16, device="cpu",
                             plots=False, verbose=False, project=str(root / "runs"), name="val")
         box = metrics.box
         report = {

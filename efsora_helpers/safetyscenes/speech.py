@@ -273,7 +273,7 @@ def generate_speech(
     (the wav's name, relative to ``out_dir``), ``sample_rate``, ``duration_s`` and ``sha256`` (of
     the wav file). ``synth_kwargs`` go to :func:`synthesize`.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     prompts = list(prompts)
     ids = [p["id"] for p in prompts]

@@ -22,15 +22,41 @@ TRAIN_SEED_BASE = 500_000
 VAL_SEED_BASE = 600_000
 
 
-def prepare_training_data(work: Path, n_train: int, n_val: int, progress: bool = True) -> Path:
-    """Render the training set (and a validation set) into ``work``; returns its data.yaml."""
+def detection_view(root: Path, view: Path, splits: list[str]) -> Path:
+    """A YOLO tree whose ``labels/`` are the exact boxes (``labels_detect/``) of ``root``.
+
+    ultralytics finds labels next to images, so a detector trained on the polygon labels would
+    learn each polygon's box; the exact boxes are the ones the COCO ground truth uses. Images are
+    hard-linked (copied where links are impossible), not duplicated on disk.
+    """
+    root, view = Path(root), Path(view)
+    for split in splits:
+        for sub, src in (("images", "images"), ("labels", "labels_detect")):
+            (view / sub / split).mkdir(parents=True, exist_ok=True)
+            for path in sorted((root / src / split).iterdir()):
+                target = view / sub / split / path.name
+                if target.exists():
+                    target.unlink()
+                try:
+                    os.link(path, target)
+                except OSError:
+                    shutil.copyfile(path, target)
+    shutil.copyfile(root / "data.yaml", view / "data.yaml")
+    return view / "data.yaml"
+
+
+def prepare_training_data(work: Path, n_train: int, n_val: int, task: str = "segment", progress: bool = True) -> Path:
+    """Render the training set (and a validation set) into ``work``; returns the data.yaml for
+    ``task`` (polygons for ``segment``, exact boxes for ``detect``)."""
     work = Path(work)
     marker = work / f".complete-{n_train}-{n_val}"
     if not marker.exists():
         shutil.rmtree(work, ignore_errors=True)
-        write_dataset(work, {"train": (TRAIN_SEED_BASE, n_train), "val": (VAL_SEED_BASE, n_val)}, progress)
+        write_dataset(work / "data", {"train": (TRAIN_SEED_BASE, n_train), "val": (VAL_SEED_BASE, n_val)}, progress)
         marker.write_text("")
-    return work / "data.yaml"
+    if task == "detect":
+        return detection_view(work / "data", work / "detect", ["train", "val"])
+    return work / "data" / "data.yaml"
 
 
 def train(
@@ -44,16 +70,22 @@ def train(
     batch: int = 16,
     seed: int = 0,
     device: str = "cpu",
+    init: Path | None = None,
 ) -> dict:
-    """Train a YOLOv8n detector (``task="detect"``) or segmenter (``"segment"``) from scratch."""
+    """Train a YOLOv8n detector (``task="detect"``) or segmenter (``"segment"``) from scratch, or
+    continue from ``init`` weights (whose training record is kept as the first stage)."""
     from ultralytics import YOLO
 
-    data = prepare_training_data(work, n_train, n_val)
-    model = YOLO("yolov8n.yaml" if task == "detect" else "yolov8n-seg.yaml")
+    data = prepare_training_data(work, n_train, n_val, task)
+    architecture = "yolov8n.yaml" if task == "detect" else "yolov8n-seg.yaml"
+    model = YOLO(str(init)) if init else YOLO(architecture)
+    if init and model.task != task:  # a detector's weights initialise a segmenter's shared layers
+        model = YOLO(architecture).load(str(init))
+    previous = json.loads(Path(init).with_suffix(".train.json").read_text()) if init else None
     start = time.perf_counter()
     results = model.train(
         data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, device=device, seed=seed,
-        deterministic=True, pretrained=False, amp=False, workers=2, close_mosaic=max(1, epochs // 8),
+        deterministic=True, pretrained=bool(init), amp=False, workers=2, close_mosaic=max(1, epochs // 8),
         project=str(Path(work) / "runs"), name=task, exist_ok=True, plots=False, verbose=False,
     )
     wall = time.perf_counter() - start
@@ -61,18 +93,25 @@ def train(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, out)
+    model_name = "yolov8n" + ("" if task == "detect" else "-seg") + ".yaml (from scratch)"
+    if init:
+        model_name = f"initialised from {Path(init).name} (previous stage)"
     record = {
         "task": task,
         "weights": out.name,
-        "arguments": {"model": "yolov8n" + ("" if task == "detect" else "-seg") + ".yaml (from scratch)",
+        "arguments": {"model": model_name,
                       "epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": seed, "device": device,
                       "train_seeds": [TRAIN_SEED_BASE, TRAIN_SEED_BASE + n_train - 1],
-                      "val_seeds": [VAL_SEED_BASE, VAL_SEED_BASE + n_val - 1]},
+                      "val_seeds": [VAL_SEED_BASE, VAL_SEED_BASE + n_val - 1],
+                      "init": f"data/models/{Path(init).name}" if init else None},
         "wall_time_s": round(wall, 1),
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
                    f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}",
         "val_metrics": {k: round(float(v), 4) for k, v in results.results_dict.items()},
     }
+    if previous:
+        record["previous_stage"] = previous
+        record["total_wall_time_s"] = round(wall + previous.get("total_wall_time_s", previous["wall_time_s"]), 1)
     out.with_suffix(".train.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return record
 
@@ -103,18 +142,26 @@ def model_card(models_dir: Path) -> str:
         if not record_path.exists():
             continue
         record = json.loads(record_path.read_text())
-        a = record["arguments"]
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-        lines += [
-            f"## `{weights.name}` ({record['task']})",
-            "",
-            f"- File: {weights.stat().st_size / 1e6:.1f} MB, sha256 `{digest}`.",
-            f"- Training: `{a['model']}`, {a['epochs']} epochs at {a['imgsz']} px, batch {a['batch']}, "
-            f"seed {a['seed']}, on {a['device']}; train scenes = seeds {a['train_seeds'][0]}-{a['train_seeds'][1]}, "
-            f"validation = seeds {a['val_seeds'][0]}-{a['val_seeds'][1]}.",
-            f"- Wall time: {record['wall_time_s'] / 60:.1f} min on {record['machine']}.",
-            f"- Reproduce: `efsora scenes train {record['task']} --epochs {a['epochs']} --imgsz {a['imgsz']}`.",
-        ]
+        lines += [f"## `{weights.name}` ({record['task']})", "",
+                  f"- File: {weights.stat().st_size / 1e6:.1f} MB, sha256 `{digest}`."]
+        stages = []
+        stage = record
+        while stage:
+            stages.insert(0, stage)
+            stage = stage.get("previous_stage")
+        for number, st in enumerate(stages, 1):
+            sa = st["arguments"]
+            init = f" --init {sa['init']}" if sa.get("init") else ""
+            lines += [
+                f"- Stage {number}: `{sa['model']}`, {sa['epochs']} epochs at {sa['imgsz']} px, batch {sa['batch']}, "
+                f"seed {sa['seed']}, {sa['device']}, {st['wall_time_s'] / 60:.1f} min on {st['machine']}; "
+                f"train scenes = seeds {sa['train_seeds'][0]}-{sa['train_seeds'][1]}, validation = seeds "
+                f"{sa['val_seeds'][0]}-{sa['val_seeds'][1]}. Command: "
+                f"`efsora scenes train {st['task']} --epochs {sa['epochs']} --imgsz {sa['imgsz']}{init}`.",
+            ]
+            if st.get("note"):
+                lines.append(f"  {st['note']}")
         if eval_path.exists():
             ev = json.loads(eval_path.read_text())
             lines += [
