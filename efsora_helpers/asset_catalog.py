@@ -134,6 +134,18 @@ for _asset in (
         how_to_get=("git checkout -- data/models/safetyscenes-yolov8n-det.pt, or retrain (about 75 min on 2 CPU "
                     "cores): the commands are in data/models/README.md"),
     ),
+    Asset(
+        name="safetyscenes-yolov8n-seg",
+        kind="trained",
+        description="YOLOv8n-seg instance segmenter trained on SafetyScenes (model card: data/models/README.md)",
+        chapters=(1, 4),
+        license="AGPL-3.0 (ultralytics; trained by the book)",
+        path="data/models/safetyscenes-yolov8n-seg.pt",
+        sha256="0a79e0d2acd48d4df891124f395aea1256a103235605b1c29f0093b1917ee548",
+        size=6743028,
+        how_to_get=("git checkout -- data/models/safetyscenes-yolov8n-seg.pt, or retrain (about 40 min on 2 CPU "
+                    "cores after the detector): the commands are in data/models/README.md"),
+    ),
     # --- official downloads (online only) -----------------------------------------------------
     Asset(
         name="yolov8n-coco",
