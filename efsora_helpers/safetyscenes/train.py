@@ -184,6 +184,7 @@ def model_card(models_dir: Path) -> str:
         "- Synthetic, flat-shaded domain: expect a large drop on real photos.",
         "- Small objects (far hard hats) are the weakest class; see the per-class AP.",
         "- Trained on CPU with `deterministic=True`; retraining on a GPU gives similar, not identical, weights.",
+        "- Wall times were measured while other work shared the 2 cores: read them as upper bounds.",
         "",
     ]
     return "\n".join(lines)
