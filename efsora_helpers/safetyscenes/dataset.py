@@ -17,13 +17,14 @@ Taught in ``notebooks/setup/safetyscenes.ipynb``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from ..assets import sha256_of
 
 from .render import CLASSES, CLASS_ID, Scene, render_scene
 
@@ -180,14 +181,13 @@ def data_yaml(root: Path, splits: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def write_manifest(root: Path) -> dict:
     root = Path(root)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
-    manifest = {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files}
+    manifest = {}
+    for p in files:
+        digest, size = sha256_of(p)  # the asset registry's hashing, one implementation
+        manifest[p.relative_to(root).as_posix()] = {"sha256": digest, "bytes": size}
     (root / "manifest.json").write_text(_dump(manifest))
     return manifest
 
