@@ -130,7 +130,13 @@ def _scenes(sub) -> None:
     add_commands(sub)
 
 
-COMMANDS: list[Callable] = [_env, _assets, _questions, _book, _scenes]
+def _perceive(sub) -> None:
+    from .perception.cli import add_commands
+
+    add_commands(sub)
+
+
+COMMANDS: list[Callable] = [_env, _assets, _questions, _book, _scenes, _perceive]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,7 +50,8 @@ QUIET_VARIABLES = {
 # What each chapter's notebooks import, for the versions line of the first cell.
 CHAPTER_LIBRARIES: dict[int, tuple[str, ...]] = {
     0: ("torch", "torchvision", "ultralytics", "opencv-python", "numpy", "pydantic", "jupyter-book"),
-    1: ("torch", "torchvision", "ultralytics", "opencv-python", "numpy", "pydantic"),
+    1: ("torch", "torchvision", "ultralytics", "opencv-python", "easyocr", "rapidocr-onnxruntime", "pycocotools",
+        "pydantic"),
     2: ("torch", "transformers", "pydantic", "openai", "anthropic"),
     3: ("torch", "langgraph", "chromadb", "mcp", "faster-whisper", "piper-tts"),
     4: ("torch", "ultralytics", "transformers", "peft", "bitsandbytes"),

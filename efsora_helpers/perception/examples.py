@@ -1,0 +1,59 @@
+"""Write the schema's JSON Schema and example results to ``data/perception/`` so later chapters
+(the reasoner, the agent, the API) can start from real outputs without running chapter 1.
+
+    python -m efsora_helpers.perception.examples
+
+The examples are the engine's actual output on SafetyScenes test scenes (the book's models,
+EasyOCR, the scene's forklift lane as a zone); only ``processing_time`` changes between runs.
+Taught in ``notebooks/perception/05_engine.ipynb``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from ..paths import repo_root
+from .schema import write_json_schema
+
+# Test scenes: a lone worker without PPE; two workers without hard hats and two signs; three
+# workers, two in the forklift lane; a crowded scene where the engine miscounts the lane (honest).
+EXAMPLE_SCENES = ("test_0015", "test_0040", "test_0054", "test_0009")
+
+
+def perception_data_dir() -> Path:
+    return repo_root() / "data" / "perception"
+
+
+def scene_zones(name: str, split: str = "test") -> dict:
+    """The forklift lane of a SafetyScenes image, from its ground truth (a fixed camera's zones are
+    configuration, drawn once per camera; the renderer knows them exactly)."""
+    gt = repo_root() / "data" / "safetyscenes" / "ground_truth" / split / f"{name}.json"
+    return json.loads(gt.read_text())["zones"]
+
+
+def write_examples(names=EXAMPLE_SCENES) -> list[Path]:
+    from ..env import prepare_offline_environment, seed_everything
+    from .engine import PerceptionEngine
+
+    prepare_offline_environment()
+    seed_everything(0)
+    out_dir = perception_data_dir()
+    written = [write_json_schema(out_dir / "perception_result.schema.json")]
+    engine = PerceptionEngine()
+    for k, name in enumerate(names):
+        image = Path("data/safetyscenes/images/test") / f"{name}.jpg"
+        # one example carries masks, so consumers see the RLE format
+        engine.config = replace(engine.config, zones=scene_zones(name), include_masks=k == 0)
+        result = engine.perceive(repo_root() / image, image_path=image.as_posix())
+        path = out_dir / "examples" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(result.to_json() + "\n")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for p in write_examples():
+        print("wrote", p.relative_to(repo_root()))
