@@ -94,10 +94,12 @@ class RapidOcr(OcrEngine):
 
     name = "rapidocr"
 
-    def __init__(self):
+    def __init__(self, **options):
+        """``options`` go to ``rapidocr_onnxruntime.RapidOCR``, e.g. ``intra_op_num_threads=1`` (ONNX
+        Runtime otherwise uses every core) or ``det_limit_side_len`` / ``det_limit_type``."""
         from rapidocr_onnxruntime import RapidOCR
 
-        self.reader = RapidOCR()
+        self.reader = RapidOCR(**options)
 
     def _raw(self, bgr):
         result, _ = self.reader(bgr)
@@ -110,6 +112,67 @@ def make_ocr(name: str = "easyocr") -> OcrEngine:
     if name == "rapidocr":
         return RapidOcr()
     raise ValueError(f"unknown OCR engine {name!r}; use one of {OCR_ENGINES}")
+
+
+def text_inside(regions: Iterable[TextRegion], box) -> str:
+    """The text of the ``regions`` whose box centre lies inside ``box`` (``[x1, y1, x2, y2]``), joined
+    by spaces in reading order; "" when none. Attaches OCR lines to a sign (a detected or a
+    ground-truth box) so a whole-image read can be scored sign by sign.
+
+    Taught in ``notebooks/perception/04_ocr.ipynb``.
+    """
+    x1, y1, x2, y2 = box
+    inside = [r for r in regions
+              if x1 <= (r.bbox[0] + r.bbox[2]) / 2 <= x2 and y1 <= (r.bbox[1] + r.bbox[3]) / 2 <= y2]
+    inside.sort(key=lambda r: (round(r.bbox[1] / 10), r.bbox[0]))
+    return " ".join(r.text for r in inside)
+
+
+def craft_heatmaps(engine: EasyOcr, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CRAFT's two outputs for an image, as EasyOCR's ``detect`` computes them before it turns them
+    into boxes: the character-region score (how likely a pixel is a character centre) and the
+    affinity score (how likely it lies between two characters of one word), each at half the
+    input resolution, values 0-1. Taught in ``notebooks/perception/04_ocr.ipynb``.
+    """
+    import cv2
+    import torch
+    from easyocr.imgproc import normalizeMeanVariance, resize_aspect_ratio
+
+    # readtext's defaults (canvas_size=2560, mag_ratio=1): a 640x480 image is run at its own size
+    resized, _, _ = resize_aspect_ratio(bgr, 2560, interpolation=cv2.INTER_LINEAR, mag_ratio=1.0)
+    x = torch.from_numpy(normalizeMeanVariance(resized)).permute(2, 0, 1).unsqueeze(0)
+    with torch.no_grad():
+        y, _ = engine.reader.detector(x)
+    return y[0, :, :, 0].numpy(), y[0, :, :, 1].numpy()
+
+
+def ctc_frames(engine: EasyOcr, bgr: np.ndarray, box) -> list[str]:
+    """EasyOCR's recogniser run on one detected box, returning the most likely symbol of each output
+    frame ("" is the CTC blank): the raw path that greedy CTC decoding turns into text.
+
+    ``box`` is a box from ``engine.reader.detect`` (``[x_min, x_max, y_min, y_max]``). The line is
+    prepared as ``reader.recognize`` prepares it (gray, 64 px tall, padded), and characters outside
+    the reader's languages are masked as EasyOCR masks them, so decoding this path reproduces the
+    text ``recognize`` returns for the box (its second, contrast-adjusted pass aside, which runs only
+    below confidence 0.1). Taught in ``notebooks/perception/04_ocr.ipynb``.
+    """
+    import cv2
+    import torch
+    from easyocr.recognition import AlignCollate
+    from easyocr.utils import get_image_list
+    from PIL import Image
+
+    reader = engine.reader
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    height = 64  # EasyOCR's recogniser input height (imgH) for its generation-2 models
+    image_list, max_width = get_image_list([list(box)], [], gray, model_height=height)
+    batch = AlignCollate(imgH=height, imgW=int(max_width), keep_ratio_with_pad=True)([Image.fromarray(image_list[0][1], "L")])
+    with torch.no_grad():
+        probs = torch.softmax(reader.recognizer(batch, None), dim=2)[0].numpy()
+    ignored = [reader.character.index(c) + 1 for c in set(reader.character) - set(reader.lang_char)]
+    probs[:, ignored] = 0.0
+    symbols = [""] + list(reader.converter.character[1:])  # index 0 is the blank
+    return [symbols[i] for i in probs.argmax(axis=1)]
 
 
 # --- measuring ---------------------------------------------------------------------------------------
