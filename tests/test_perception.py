@@ -293,3 +293,12 @@ def test_cli_sample_image_to_stdout_with_masks():
 def test_cli_bad_options_say_what_to_do(args, reason):
     done = _run_cli(SCENES / "images" / "test" / f"{SAMPLE}.jpg", "--no-ocr", *args)
     assert done.returncode == 2 and reason in done.stderr and "Traceback" not in done.stderr
+
+
+def test_polygon_area_equals_the_full_mask_count():
+    from efsora_helpers.perception.models import polygon_area, polygon_mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # polygons partly outside the image included
+        points = rng.uniform(-50, 700, (int(rng.integers(3, 12)), 2))
+        assert polygon_area(points, 480, 640) == polygon_mask(points, 480, 640).sum()

@@ -108,10 +108,12 @@ class Segmenter(_YoloStage):
         out = []
         for k, (box, conf, cls, polygon) in enumerate(zip(r.boxes.xyxy.cpu().numpy() / scale, r.boxes.conf.tolist(),
                                                            r.boxes.cls.tolist(), r.masks.xy)):
-            mask = polygon_mask(polygon / scale, h, w)
+            points = polygon / scale
+            mask = polygon_mask(points, h, w) if include_masks else None
+            area = int(mask.sum()) if mask is not None else polygon_area(points, h, w)
             out.append(Segment(id=first_id + k, label=self.names[int(cls)], confidence=round(conf, 4),
-                               bbox=[round(float(v), 1) for v in box], area=int(mask.sum()),
-                               mask=encode_mask(mask, mask_encoding) if include_masks else None))
+                               bbox=[round(float(v), 1) for v in box], area=area,
+                               mask=encode_mask(mask, mask_encoding) if mask is not None else None))
         return out
 
 
@@ -121,3 +123,18 @@ def polygon_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
     if len(polygon) >= 3:
         cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
     return mask.astype(bool)
+
+
+def polygon_area(polygon: np.ndarray, height: int, width: int) -> int:
+    """The pixel count :func:`polygon_mask` would give, rasterised only over the polygon's bounding
+    box: a full-image mask per instance would cost more than the rest of the engine's bookkeeping."""
+    if len(polygon) < 3:
+        return 0
+    pts = np.round(polygon).astype(np.int32)
+    x0, y0 = np.maximum(pts.min(axis=0), 0)
+    x1, y1 = np.minimum(pts.max(axis=0) + 1, (width, height))
+    if x1 <= x0 or y1 <= y0:
+        return 0
+    local = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(local, [pts - (x0, y0)], 1)
+    return int(local.sum())

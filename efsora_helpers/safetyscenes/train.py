@@ -87,6 +87,10 @@ def train(
         data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, device=device, seed=seed,
         deterministic=True, pretrained=bool(init), amp=False, workers=2, close_mosaic=max(1, epochs // 8),
         project=str(Path(work) / "runs"), name=task, exist_ok=True, plots=False, verbose=False,
+        # ultralytics' default overlap_mask=True packs all masks of an image into one map where
+        # smaller masks overwrite larger ones: a worker's mask would be learned without the hard
+        # hat and vest they wear. SafetyScenes masks overlap on purpose, so keep them separate.
+        **({"overlap_mask": False} if task == "segment" else {}),
     )
     wall = time.perf_counter() - start
     best = Path(results.save_dir) / "weights" / "best.pt"
