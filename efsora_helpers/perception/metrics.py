@@ -12,8 +12,8 @@ pixels, with the continuous convention (a box's width is ``x2 - x1``, no ``+ 1``
 Labels are indices into ``class_names`` or the class names themselves.
 
 >>> import numpy as np
->>> box_iou([[0, 0, 10, 10]], [[5, 0, 15, 10], [20, 20, 30, 30]]).round(3)
-array([[0.333, 0.   ]])
+>>> box_iou([[0, 0, 10, 10]], [[5, 0, 15, 10], [20, 20, 30, 30]]).round(3).tolist()
+[[0.333, 0.0]]
 >>> truth = [{"boxes": [[10, 10, 50, 50], [60, 60, 90, 90]], "labels": ["person", "sign"]}]
 >>> preds = [{"boxes": [[12, 10, 50, 52], [0, 0, 5, 5], [60, 60, 90, 90]],
 ...           "scores": [0.9, 0.8, 0.3], "labels": ["person", "person", "sign"]}]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from typing import Iterable
 
 import numpy as np
@@ -52,7 +53,9 @@ class OcrEngine:
     def read_regions(self, bgr: np.ndarray, boxes: Iterable, upscale: float = 2.0, pad: float = 0.1,
                      first_id: int = 0, min_confidence: float = 0.0) -> list[TextRegion]:
         """Read only inside ``boxes`` (e.g. detected signs): each crop is enlarged and contrast-
-        enhanced first, which helps small text more than any setting of a whole-image pass."""
+        enhanced first. Faster than a whole-image pass with EasyOCR; whether it is more accurate
+        depends on the engine (on SafetyScenes signs it helped RapidOCR and hurt EasyOCR, measured
+        in ``04_ocr.ipynb``)."""
         regions: list[TextRegion] = []
         h, w = bgr.shape[:2]
         for box in boxes:
@@ -110,7 +113,10 @@ def make_ocr(name: str = "easyocr") -> OcrEngine:
     if name == "easyocr":
         return EasyOcr()
     if name == "rapidocr":
-        return RapidOcr()
+        # ONNX Runtime takes every core by default; follow OMP_NUM_THREADS like PyTorch does
+        # (one thread was twice as fast as two on 2 shared cores, measured in 04_ocr.ipynb).
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        return RapidOcr(**({"intra_op_num_threads": int(threads)} if threads.isdigit() else {}))
     raise ValueError(f"unknown OCR engine {name!r}; use one of {OCR_ENGINES}")
 
 
