@@ -13,6 +13,7 @@ import platform
 import random
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -183,6 +184,21 @@ def load_dotenv_keys() -> dict[str, bool]:
     return {name: bool(os.environ.get(name)) for name in API_KEY_VARIABLES}
 
 
+# Known, harmless library warnings that would bury a notebook's output (and carry install paths,
+# which differ between machines): torch's DataLoader on a CPU-only machine, and the deprecated
+# quantisation calls inside EasyOCR's recogniser, tqdm's text fallback where ipywidgets is absent.
+QUIET_WARNINGS = (
+    r".*'pin_memory' argument is set as true but no accelerator is found.*",
+    r"torch\.quantize_per_tensor, torch\.quantize_per_channel.*",
+    r"IProgress not found.*",
+)
+
+
+def quiet_known_warnings() -> None:
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def setup(
     chapter: int | str = 0,
     seed: int = 0,
@@ -202,6 +218,7 @@ def setup(
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; use one of {PROFILES}")
     seed_everything(seed)
+    quiet_known_warnings()
     ctx = RunContext(
         chapter=number,
         seed=seed,

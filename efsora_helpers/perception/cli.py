@@ -68,12 +68,13 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def _perceive(args) -> int:
-    from ..env import prepare_offline_environment, seed_everything
+    from ..env import prepare_offline_environment, quiet_known_warnings, seed_everything
     from .engine import EngineConfig, PerceptionEngine, expand_inputs
     from .schema import ImageFailure, PerceptionBatch
 
     prepare_offline_environment(online=os.environ.get("EFSORA_ONLINE") == "1")
     seed_everything(0)
+    quiet_known_warnings()
 
     if not (args.detection or args.segmentation or args.ocr):
         raise ValueError("every stage is switched off; drop one of --no-detection/--no-segmentation/--no-ocr")
