@@ -141,8 +141,8 @@ for _asset in (
         chapters=(1, 4),
         license="AGPL-3.0 (ultralytics; trained by the book)",
         path="data/models/safetyscenes-yolov8n-seg.pt",
-        sha256="0a79e0d2acd48d4df891124f395aea1256a103235605b1c29f0093b1917ee548",
-        size=6743028,
+        sha256="d201ebc5a432eb530e6043eeecad3411025025d8882c66448d0e70c5c6e1b1dc",
+        size=6743156,
         how_to_get=("git checkout -- data/models/safetyscenes-yolov8n-seg.pt, or retrain (about 40 min on 2 CPU "
                     "cores after the detector): the commands are in data/models/README.md"),
     ),

@@ -21,18 +21,26 @@ from .render import CLASSES
 
 def coco_map(model, images_dir: Path, coco_json: Path, imgsz: int, iou_type: str = "bbox") -> dict:
     """mAP@0.5:0.95 and mAP@0.5 of ``model`` computed by pycocotools' COCOeval."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     gt = COCO(str(coco_json)) if not isinstance(coco_json, COCO) else coco_json
     detections = []
     for image in gt.dataset["images"]:
+        # retina_masks: masks at the image's resolution, as the ground-truth RLEs are
         result = model.predict(str(Path(images_dir) / image["file_name"]), imgsz=imgsz, conf=0.001, iou=0.7,
-                               max_det=300, verbose=False)[0]
-        for (x1, y1, x2, y2), score, cls in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(),
-                                                result.boxes.cls.tolist()):
-            detections.append({"image_id": image["id"], "category_id": int(cls) + 1,
-                               "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+                               max_det=300, verbose=False, retina_masks=iou_type == "segm")[0]
+        masks = result.masks.data.cpu().numpy().astype(np.uint8) if iou_type == "segm" and result.masks is not None else None
+        for k, ((x1, y1, x2, y2), score, cls) in enumerate(zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(),
+                                                               result.boxes.cls.tolist())):
+            detection = {"image_id": image["id"], "category_id": int(cls) + 1,
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
+            if masks is not None:
+                rle = mask_utils.encode(np.asfortranarray(masks[k]))
+                detection["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+            detections.append(detection)
     if not detections:
         return {"map50_95": 0.0, "map50": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its table
@@ -68,8 +76,11 @@ def evaluate(weights: Path, n_images: int = 100, imgsz: int = 416, seed_base: in
             from .train import detection_view
 
             data = detection_view(root, root / "detect", ["test"])
+        # overlap_mask=False: with the default, ultralytics packs the ground-truth masks into one map
+        # where smaller masks overwrite larger ones, so a worker's true mask would lose the PPE they wear.
+        extra = {"overlap_mask": False} if model.task == "segment" else {}
         metrics = model.val(data=str(data), split="test", imgsz=imgsz, batch=16, device="cpu",
-                            plots=False, verbose=False, project=str(root / "runs"), name="val")
+                            plots=False, verbose=False, project=str(root / "runs"), name="val", **extra)
         box = metrics.box
         report = {
             "weights": Path(weights).name,
@@ -88,6 +99,10 @@ def evaluate(weights: Path, n_images: int = 100, imgsz: int = 416, seed_base: in
             coco = coco_map(model, root / "images" / "test", root / "coco" / "test.json", imgsz)
             report["pycocotools_box_map50"] = round(coco["map50"], 4)
             report["pycocotools_box_map50_95"] = round(coco["map50_95"], 4)
+            if model.task == "segment":
+                segm = coco_map(model, root / "images" / "test", root / "coco" / "test.json", imgsz, iou_type="segm")
+                report["pycocotools_mask_map50"] = round(segm["map50"], 4)
+                report["pycocotools_mask_map50_95"] = round(segm["map50_95"], 4)
     return report
 
 

@@ -107,7 +107,8 @@ def train(
                       "epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": seed, "device": device,
                       "train_seeds": [TRAIN_SEED_BASE, TRAIN_SEED_BASE + n_train - 1],
                       "val_seeds": [VAL_SEED_BASE, VAL_SEED_BASE + n_val - 1],
-                      "init": f"data/models/{Path(init).name}" if init else None},
+                      "init": f"data/models/{Path(init).name}" if init else None,
+                      **({"overlap_mask": False} if task == "segment" else {})},
         "wall_time_s": round(wall, 1),
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
                    f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}",
@@ -176,7 +177,11 @@ def model_card(models_dir: Path) -> str:
                 f"mAP50-95 {ev.get('pycocotools_box_map50_95', float('nan')):.3f}.",
             ]
             if "mask_map50" in ev:
-                lines.append(f"  Mask mAP50 **{ev['mask_map50']:.3f}**, mask mAP50-95 {ev['mask_map50_95']:.3f}.")
+                line = f"  Mask mAP50 **{ev['mask_map50']:.3f}**, mask mAP50-95 {ev['mask_map50_95']:.3f}"
+                if "pycocotools_mask_map50" in ev:
+                    line += (f"; pycocotools on the COCO RLE masks: mAP50 {ev['pycocotools_mask_map50']:.3f}, "
+                             f"mAP50-95 {ev['pycocotools_mask_map50_95']:.3f}")
+                lines.append(line + ".")
             lines.append("  Box AP50 per class: " + ", ".join(f"{k} {v:.3f}" for k, v in ev["box_ap50_per_class"].items()) + ".")
             speed = ev["speed_ms_per_image"]
             lines.append(f"  Speed on that CPU: {speed.get('inference', float('nan')):.0f} ms inference per image "
