@@ -63,8 +63,7 @@ def main() -> None:
 
     # Overhead: the engine and the direct calls alternate image by image, so load on shared cores
     # hits both sides alike; the ratio is the median over rounds.
-    no_ocr = PerceptionEngine(ocr=False)
-    no_ocr._detector, no_ocr._segmenter = det, seg
+    no_ocr = engine.derive(ocr=False)
     for label, eng, stages in (("with OCR", engine, ("detection", "segmentation", "ocr")),
                                ("without OCR", no_ocr, ("detection", "segmentation"))):
         ratios = []

@@ -179,13 +179,7 @@ def test_engine_finds_the_scene_contents(sample_result):
 
 @pytest.mark.parametrize("off", ["detection", "segmentation", "ocr"])
 def test_each_stage_can_be_switched_off(engine, off):
-    from dataclasses import replace
-
-    from efsora_helpers.perception.engine import PerceptionEngine
-
-    other = PerceptionEngine(replace(engine.config, **{off: False}))
-    other._detector, other._segmenter, other._ocr = engine._detector, engine._segmenter, engine._ocr
-    r = other.perceive(SCENES / "images" / "test" / f"{SAMPLE}.jpg")
+    r = engine.derive(**{off: False}).perceive(SCENES / "images" / "test" / f"{SAMPLE}.jpg")
     assert off not in r.stages
     assert getattr(r.processing_time, off) == 0.0
     empty = {"detection": r.objects, "segmentation": r.segments, "ocr": r.text_regions}[off]
@@ -195,28 +189,16 @@ def test_each_stage_can_be_switched_off(engine, off):
 
 
 def test_masks_on_request_match_the_segment_area(engine):
-    from dataclasses import replace
-
-    from efsora_helpers.perception.engine import PerceptionEngine
-
-    other = PerceptionEngine(replace(engine.config, include_masks=True, detection=False, ocr=False))
-    other._segmenter = engine._segmenter
-    r = other.perceive(SCENES / "images" / "test" / f"{SAMPLE}.jpg")
+    r = engine.derive(include_masks=True, detection=False, ocr=False).perceive(SCENES / "images" / "test" / f"{SAMPLE}.jpg")
     assert r.segments
     for s in r.segments:
         assert decode_mask(s.mask).sum() == s.area and s.mask.size == (480, 640)
 
 
 def test_engine_maps_boxes_back_after_max_size(engine):
-    from dataclasses import replace
-
-    from efsora_helpers.perception.engine import PerceptionEngine
-
     image = cv2.imread(str(SCENES / "images" / "test" / f"{SAMPLE}.jpg"))
     big = cv2.resize(image, (1280, 960), interpolation=cv2.INTER_LINEAR)
-    other = PerceptionEngine(replace(engine.config, max_size=640, segmentation=False, ocr=False))
-    other._detector = engine._detector
-    r = other.perceive(big, image_path="big.jpg")
+    r = engine.derive(max_size=640, segmentation=False, ocr=False).perceive(big, image_path="big.jpg")
     assert r.image_info.width == 1280 and r.image_info.processed_width == 640
     people = [o.bbox for o in r.objects if o.label == "person"]
     truth = [w["bbox"] for w in ground_truth()["workers"]]

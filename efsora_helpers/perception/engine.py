@@ -24,6 +24,9 @@ from .schema import ImageInfo, ModelInfo, PerceptionResult, ProcessingTime
 from .safety import analyze, describe
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+# The settings each loaded model depends on: an engine derived with these unchanged can share it.
+_MODEL_SETTINGS = {"_detector": ("weights", "device"), "_segmenter": ("weights", "segmenter_weights", "device"),
+                   "_ocr": ("ocr_engine",)}
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,15 @@ class PerceptionEngine:
         self.config = replace(config or EngineConfig(), **overrides)
         self._detector = self._segmenter = self._ocr = None
         self.load_seconds: dict[str, float] = {}
+
+    def derive(self, **overrides) -> "PerceptionEngine":
+        """A new engine with some settings changed (stages, thresholds, zones...) that reuses this
+        engine's loaded models wherever the change leaves them valid."""
+        other = PerceptionEngine(self.config, **overrides)
+        for attribute, settings in _MODEL_SETTINGS.items():
+            if all(getattr(other.config, s) == getattr(self.config, s) for s in settings):
+                setattr(other, attribute, getattr(self, attribute))
+        return other
 
     # --- models, loaded on first use -----------------------------------------------------------
     def _timed_load(self, stage: str, factory):

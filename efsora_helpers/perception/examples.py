@@ -11,7 +11,6 @@ Taught in ``notebooks/perception/05_engine.ipynb``.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 from ..paths import repo_root
@@ -45,8 +44,8 @@ def write_examples(names=EXAMPLE_SCENES) -> list[Path]:
     for k, name in enumerate(names):
         image = Path("data/safetyscenes/images/test") / f"{name}.jpg"
         # one example carries masks, so consumers see the RLE format
-        engine.config = replace(engine.config, zones=scene_zones(name), include_masks=k == 0)
-        result = engine.perceive(repo_root() / image, image_path=image.as_posix())
+        scene_engine = engine.derive(zones=scene_zones(name), include_masks=k == 0)
+        result = scene_engine.perceive(repo_root() / image, image_path=image.as_posix())
         path = out_dir / "examples" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(result.to_json() + "\n")

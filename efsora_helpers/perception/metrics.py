@@ -440,6 +440,13 @@ def coco_reference(predictions: Sequence[Mapping], ground_truths: Sequence[Mappi
         evaluator.params.maxDets = [1, 10, 100]
         evaluator.evaluate()
         evaluator.accumulate()
+    return cocoeval_summary(evaluator, class_names)
+
+
+def cocoeval_summary(evaluator, class_names: Sequence[str]) -> dict:
+    """mAP50, mAP50-95 and per-class AP50-95 from an accumulated ``COCOeval``, averaged over area
+    range "all" and the *last* ``maxDets`` entry (``summarize()`` would read maxDets=100 whatever
+    was set), skipping the -1 entries that mark classes without ground truth."""
     # precision[iou threshold, recall point, class, area range, max detections]
     precision = evaluator.eval["precision"][:, :, :, 0, -1]
 

@@ -18,7 +18,7 @@ from typing import Iterable
 import numpy as np
 
 from ..assets import get_asset
-from .preprocess import crop, enhance_for_ocr
+from .preprocess import crop_bounds, enhance_for_ocr
 from .schema import TextRegion
 
 OCR_ENGINES = ("easyocr", "rapidocr")
@@ -59,10 +59,8 @@ class OcrEngine:
         regions: list[TextRegion] = []
         h, w = bgr.shape[:2]
         for box in boxes:
-            x1, y1, x2, y2 = box
-            dx, dy = (x2 - x1) * pad, (y2 - y1) * pad
-            ox, oy = max(0, int(np.floor(x1 - dx))), max(0, int(np.floor(y1 - dy)))
-            patch = crop(bgr, box, pad=pad)
+            ox, oy, x2, y2 = crop_bounds(bgr.shape, box, pad)
+            patch = bgr[oy:y2, ox:x2]
             if min(patch.shape[:2]) < 4:
                 continue
             enhanced = enhance_for_ocr(patch, upscale=upscale)

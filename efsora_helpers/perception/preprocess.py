@@ -205,15 +205,22 @@ def letterbox(image: np.ndarray, size: int = 640, colour: int = 114, stride: int
     return out, Letterbox(scale, pad_x, pad_y)
 
 
-def crop(image: np.ndarray, bbox, pad: float = 0.0) -> np.ndarray:
-    """The ``[x1, y1, x2, y2]`` region, grown by ``pad`` (a fraction of its size) and clipped to the
-    image. An empty region gives a 0-size array, not an exception."""
-    h, w = image.shape[:2]
+def crop_bounds(shape: tuple[int, ...], bbox, pad: float = 0.0) -> tuple[int, int, int, int]:
+    """Integer pixel bounds ``(x1, y1, x2, y2)`` of :func:`crop`'s region in an image of ``shape``
+    (``x1, y1`` is where the crop sits in the image, to map results back)."""
+    h, w = shape[:2]
     x1, y1, x2, y2 = (float(v) for v in bbox)
     dx, dy = (x2 - x1) * pad, (y2 - y1) * pad
     x1, y1 = max(0, int(np.floor(x1 - dx))), max(0, int(np.floor(y1 - dy)))
     x2, y2 = min(w, int(np.ceil(x2 + dx))), min(h, int(np.ceil(y2 + dy)))
-    return image[y1:max(y1, y2), x1:max(x1, x2)]
+    return x1, y1, max(x1, x2), max(y1, y2)
+
+
+def crop(image: np.ndarray, bbox, pad: float = 0.0) -> np.ndarray:
+    """The ``[x1, y1, x2, y2]`` region, grown by ``pad`` (a fraction of its size) and clipped to the
+    image. An empty region gives a 0-size array, not an exception."""
+    x1, y1, x2, y2 = crop_bounds(image.shape, bbox, pad)
+    return image[y1:y2, x1:x2]
 
 
 # --- colour and values -----------------------------------------------------------------------------

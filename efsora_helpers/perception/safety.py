@@ -112,22 +112,20 @@ def describe(objects: list[DetectedObject], text_regions: list[TextRegion], safe
     return " ".join(parts)
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
-
-
 def compare_with_ground_truth(safety: SafetySummary, truth: dict, iou_threshold: float = 0.5) -> dict:
     """Per-worker agreement with a SafetyScenes ground-truth JSON: true workers matched to detected
     ones (greedy by IoU), then hard hat, vest and zone compared on the matched pairs; plus whether
     the image-level counts a safety officer would read are exactly right."""
+    from .metrics import box_iou
+
+    def iou(a, b) -> float:
+        return float(box_iou([a], [b])[0, 0])
+
     predicted = list(safety.workers)
     pairs = []
     for t in sorted(truth["workers"], key=lambda w: -(w["bbox"][2] - w["bbox"][0]) * (w["bbox"][3] - w["bbox"][1])):
-        best = max(predicted, key=lambda p: _iou(p.bbox, t["bbox"]), default=None)
-        if best is not None and _iou(best.bbox, t["bbox"]) >= iou_threshold:
+        best = max(predicted, key=lambda p: iou(p.bbox, t["bbox"]), default=None)
+        if best is not None and iou(best.bbox, t["bbox"]) >= iou_threshold:
             pairs.append((t, best))
             predicted.remove(best)
     counts = truth["counts"]

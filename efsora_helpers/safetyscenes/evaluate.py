@@ -21,10 +21,11 @@ from .render import CLASSES
 
 def coco_map(model, images_dir: Path, coco_json: Path, imgsz: int, iou_type: str = "bbox") -> dict:
     """mAP@0.5:0.95 and mAP@0.5 of ``model`` computed by pycocotools' COCOeval."""
-    import numpy as np
-    from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
+
+    from ..perception.metrics import cocoeval_summary
+    from ..perception.schema import encode_mask
 
     gt = COCO(str(coco_json)) if not isinstance(coco_json, COCO) else coco_json
     detections = []
@@ -32,14 +33,14 @@ def coco_map(model, images_dir: Path, coco_json: Path, imgsz: int, iou_type: str
         # retina_masks: masks at the image's resolution, as the ground-truth RLEs are
         result = model.predict(str(Path(images_dir) / image["file_name"]), imgsz=imgsz, conf=0.001, iou=0.7,
                                max_det=300, verbose=False, retina_masks=iou_type == "segm")[0]
-        masks = result.masks.data.cpu().numpy().astype(np.uint8) if iou_type == "segm" and result.masks is not None else None
+        masks = result.masks.data.cpu().numpy() if iou_type == "segm" and result.masks is not None else None
         for k, ((x1, y1, x2, y2), score, cls) in enumerate(zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(),
                                                                result.boxes.cls.tolist())):
             detection = {"image_id": image["id"], "category_id": int(cls) + 1,
                          "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
             if masks is not None:
-                rle = mask_utils.encode(np.asfortranarray(masks[k]))
-                detection["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+                rle = encode_mask(masks[k] > 0.5)
+                detection["segmentation"] = {"size": list(rle.size), "counts": rle.data}
             detections.append(detection)
     if not detections:
         return {"map50_95": 0.0, "map50": 0.0}
@@ -48,15 +49,8 @@ def coco_map(model, images_dir: Path, coco_json: Path, imgsz: int, iou_type: str
         evaluator.params.maxDets = [1, 10, 300]  # ultralytics keeps up to 300 detections per image
         evaluator.evaluate()
         evaluator.accumulate()
-    # precision[iou threshold, recall point, class, area range, max detections]; -1 marks "no ground
-    # truth". summarize() would read maxDets=100, so average the table ourselves (area "all", 300).
-    precision = evaluator.eval["precision"][:, :, :, 0, -1]
-
-    def mean_ap(table):
-        valid = table[table > -1]
-        return float(valid.mean()) if valid.size else 0.0
-
-    return {"map50_95": mean_ap(precision), "map50": mean_ap(precision[0])}
+    summary = cocoeval_summary(evaluator, [c["name"] for c in gt.dataset["categories"]])
+    return {"map50_95": summary["map50_95"], "map50": summary["map50"]}
 
 
 def evaluate(weights: Path, n_images: int = 100, imgsz: int = 416, seed_base: int = FRESH_TEST_BASE,
