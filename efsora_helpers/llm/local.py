@@ -176,7 +176,9 @@ class LocalModel:
                 out = self.model(input_ids=step_input, past_key_values=past, use_cache=True)
                 past = out.past_key_values
                 logits = out.logits[0, -1, :].float()
-                if repetition_penalty != 1.0 and out_ids:  # CTRL-style, over the answer so far
+                # CTRL-style penalty over the answer so far; never under a grammar, where it would
+                # push the model away from the quotes and braces it must repeat.
+                if repetition_penalty != 1.0 and out_ids and matcher is None:
                     seen = torch.tensor(sorted(set(out_ids)))
                     picked = logits[seen]
                     logits[seen] = torch.where(picked > 0, picked / repetition_penalty, picked * repetition_penalty)

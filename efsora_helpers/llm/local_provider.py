@@ -24,13 +24,26 @@ from .types import ChatRequest, ChatResponse, Message, StreamEvent, ToolCall, To
 ANSWER_MAX_CHARS = 400  # bounds a constrained free-text answer so it closes within max_tokens
 
 
+def required_only(parameters: dict) -> dict:
+    """The arguments schema without its optional properties.
+
+    A 135M model offered an optional number tends to write one, and a JSON number has no length
+    limit in the grammar: it can run to ``max_tokens``. Offering only the required arguments leaves
+    the optional ones at their defaults. A simplification for the small local model only; hosted
+    models get the full schema.
+    """
+    required = parameters.get("required", [])
+    props = {k: v for k, v in parameters.get("properties", {}).items() if k in required}
+    return {**parameters, "properties": props, "required": list(required), "additionalProperties": False}
+
+
 def tool_call_schema(tools: list[ToolSpec], tool_choice: str = "auto") -> dict:
     """One JSON Schema for "call one of these tools, or answer": the local tool-calling format."""
     chosen = [t for t in tools if tool_choice in ("auto", "required") or t.name == tool_choice]
     branches = [
         {
             "type": "object",
-            "properties": {"tool": {"const": t.name}, "arguments": t.parameters},
+            "properties": {"tool": {"const": t.name}, "arguments": required_only(t.parameters)},
             "required": ["tool", "arguments"],
             "additionalProperties": False,
         }
