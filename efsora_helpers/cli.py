@@ -136,7 +136,13 @@ def _perceive(sub) -> None:
     add_commands(sub)
 
 
-COMMANDS: list[Callable] = [_env, _assets, _questions, _book, _scenes, _perceive]
+def _reason(sub) -> None:
+    from .reasoner.cli import add_parser
+
+    add_parser(sub)
+
+
+COMMANDS: list[Callable] = [_env, _assets, _questions, _book, _scenes, _perceive, _reason]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,28 @@ from .types import ChatRequest, ChatResponse, Message, StreamEvent, ToolCall, To
 ANSWER_MAX_CHARS = 400  # bounds a constrained free-text answer so it closes within max_tokens
 
 
+MAX_ENUM_RANGE = 1000
+
+
+def bounded_ints_as_enums(schema):
+    """Bounded integers rewritten as enums, recursively.
+
+    xgrammar's JSON grammar does not cap an integer's digits by ``minimum``/``maximum``, and a small
+    model can write ``1234567890...`` until ``max_tokens``. An enum of the allowed values can only
+    be written in full. Pydantic still checks the bounds afterwards.
+    """
+    if isinstance(schema, list):
+        return [bounded_ints_as_enums(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: bounded_ints_as_enums(v) for k, v in schema.items()}
+    lo, hi = out.get("minimum"), out.get("maximum")
+    if out.get("type") == "integer" and lo is not None and hi is not None and hi - lo < MAX_ENUM_RANGE:
+        out = {k: v for k, v in out.items() if k not in ("type", "minimum", "maximum")}
+        out["enum"] = list(range(int(lo), int(hi) + 1))
+    return out
+
+
 def required_only(parameters: dict) -> dict:
     """The arguments schema without its optional properties.
 
@@ -122,8 +144,8 @@ class LocalProvider(Provider):
                 + json.dumps(request.response_schema))), messages[-1]]
         prompt = self.llm.render(to_chat_dicts(messages, tools))
         if tools:
-            return prompt, tool_call_schema(tools, request.tool_choice), True
-        return prompt, request.response_schema, False
+            return prompt, bounded_ints_as_enums(tool_call_schema(tools, request.tool_choice)), True
+        return prompt, bounded_ints_as_enums(request.response_schema), False
 
     def _run(self, request: ChatRequest, on_text=None) -> ChatResponse:
         prompt, schema, is_tool_schema = self.prompt_for(request)

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from ..llm.client import LLMClient
 from ..llm.types import Message, Usage, assistant, user
 from ..perception.schema import PerceptionResult, load_result
-from .prompts import STRATEGIES, PromptEngine
+from .prompts import STRATEGIES, PromptEngine, inline_text, untrusted_block
 from .scene_tools import READ_ONLY_TOOLS, SceneSession, scene_tools
 from .structured import (
     DirectResponse,
@@ -178,9 +178,11 @@ class VisualReasoner:
 
     def _tools(self, scene, question, strategy) -> ReasonerAnswer:
         allowed = tools_for_question(question) if self.defended else None
+        # The sign text is part of the scene: delimited as untrusted when defended, pasted in when not.
+        signs = (untrusted_block(scene) if self.defended else inline_text(scene)) if scene.text_regions else ""
         messages = [self.prompts.system_message(strategy),
                     user("Use the tools to look up facts about the current warehouse scene, then answer.\n"
-                         "Question: " + question)]
+                         + (signs + "\n" if signs else "") + "Question: " + question)]
         loop = run_tool_loop(self.client, messages, self.registry, max_steps=self.max_tool_steps,
                              allowed=allowed, final_schema=schema_of(DirectResponse), max_tokens=self.max_tokens)
         value, _ = parse_as(DirectResponse, loop.answer)

@@ -20,6 +20,7 @@ from .tools import ToolRegistry
 ObjectClass = Literal["person", "hard_hat", "vest", "forklift", "pallet", "sign"]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Pixels = Annotated[float, Field(ge=0.0, le=500.0)]
+ObjectId = Annotated[int, Field(ge=0, le=999)]  # bounded: a grammar then caps the digits a model may write
 
 
 class SceneSession:
@@ -94,7 +95,7 @@ def scene_tools(session: SceneSession) -> ToolRegistry:
         return {"class_name": class_name, "count": len(ids), "object_ids": ids}
 
     @registry.tool
-    def check_ppe(worker_id: int | None = None) -> dict:
+    def check_ppe(worker_id: ObjectId | None = None) -> dict:
         """Report hard hat and vest for one worker, or for every worker when worker_id is null.
 
         Args:
@@ -126,7 +127,7 @@ def scene_tools(session: SceneSession) -> ToolRegistry:
         return {"zone": zone, "count": len(objs), "objects": [{"id": o.id, "label": o.label} for o in objs]}
 
     @registry.tool
-    def read_text_near(object_id: int, max_distance_px: Pixels = 40.0) -> dict:
+    def read_text_near(object_id: ObjectId, max_distance_px: Pixels = 40.0) -> dict:
         """Return the text read by OCR on or near one object (for example a sign).
 
         Args:

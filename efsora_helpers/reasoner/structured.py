@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -41,7 +41,7 @@ class SceneAnalysis(_Answer):
     """The ``safety`` mode's answer: the scene in numbers plus a list of violations."""
 
     summary: str = Field(max_length=120)
-    worker_count: int = Field(ge=0)
+    worker_count: int = Field(ge=0, le=999)
     violations: list[SafetyViolation] = Field(max_length=6)
     risk_level: Severity
 
@@ -53,17 +53,17 @@ class ReasoningResponse(_Answer):
 
     reasoning: str = Field(max_length=200)
     answer: str = Field(max_length=120)
-    number: int | None = Field(description="the count asked for, if the question asks for a number")
-    evidence: list[int] = Field(default_factory=list, max_length=4,
-                                description="ids of the objects the answer relies on")
+    number: int | None = Field(ge=0, le=999, description="the count asked for, if the question asks for a number")
+    evidence: list[Annotated[int, Field(ge=0, le=999)]] = Field(default_factory=list, max_length=4,
+                                                                 description="ids of the objects the answer relies on")
 
 
 class DirectResponse(_Answer):
     """``ReasoningResponse`` without the reasoning field: the ``direct`` strategy's shape."""
 
     answer: str = Field(max_length=120)
-    number: int | None = Field(description="the count asked for, if the question asks for a number")
-    evidence: list[int] = Field(default_factory=list, max_length=4)
+    number: int | None = Field(ge=0, le=999, description="the count asked for, if the question asks for a number")
+    evidence: list[Annotated[int, Field(ge=0, le=999)]] = Field(default_factory=list, max_length=4)
 
 
 def schema_of(model: type[BaseModel]) -> dict[str, Any]:

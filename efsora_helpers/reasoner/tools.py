@@ -64,7 +64,7 @@ def spec_from_function(fn: Callable, name: str | None = None) -> tuple[ToolSpec,
     summary, arg_docs = _docstring_parts(fn)
     if not summary:
         raise ValueError(f"tool {fn.__name__} needs a docstring: it is the description the model reads")
-    hints = typing.get_type_hints(fn)  # resolves string annotations (from __future__ import annotations)
+    hints = typing.get_type_hints(fn, include_extras=True)  # keeps Annotated bounds; resolves string annotations (from __future__ import annotations)
     fields: dict[str, Any] = {}
     for p in inspect.signature(fn).parameters.values():
         if p.name not in hints:

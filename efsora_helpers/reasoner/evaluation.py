@@ -1,0 +1,159 @@
+"""The evaluation set: questions over SafetyScenes images whose answers come from the generator's
+ground truth, and a scorer that needs no judge model.
+
+The reasoner never sees the ground truth. It sees what chapter 1's engine perceived (the CV JSON
+files in ``data/reasoner/eval_cv/``, produced by :func:`write_eval_data`), so an answer can be
+wrong because the detector missed something or because the LLM misread the facts. The
+``cv_ceiling`` column separates the two: it answers each question straight from the CV JSON with
+the warehouse rules, no LLM. Taught in ``notebooks/reasoner/05_reasoner.ipynb``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..paths import repo_root
+from ..perception.schema import PerceptionResult, load_result
+
+EVAL_SCENES = ("test_0002", "test_0004", "test_0005", "test_0009", "test_0013", "test_0015", "test_0018",
+               "test_0030", "test_0040", "test_0054")
+
+# (question id, question, kind, how to read the truth from the ground truth file)
+TEMPLATES: tuple[tuple[str, str, str, Callable[[dict], Any]], ...] = (
+    ("people", "How many people are in the scene?", "count", lambda g: g["counts"]["person"]),
+    ("no_hard_hat", "How many workers are not wearing a hard hat?", "count",
+     lambda g: g["counts"]["workers_without_hard_hat"]),
+    ("no_vest", "How many workers are not wearing a safety vest?", "count",
+     lambda g: g["counts"]["workers_without_vest"]),
+    ("in_zone", "How many workers are inside the forklift zone?", "count",
+     lambda g: g["counts"].get("workers_in_forklift_zone", 0)),
+    ("forklifts", "How many forklifts are in the scene?", "count", lambda g: g["counts"]["forklift"]),
+    ("any_no_hat", "Is any worker missing a hard hat? Answer yes or no.", "yesno",
+     lambda g: g["counts"]["workers_without_hard_hat"] > 0),
+    ("sign_text", "What does the sign say?", "text", lambda g: [t["text"] for t in g["text_regions"]]),
+)
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    id: str
+    scene: str
+    question: str
+    kind: str  # count | yesno | text
+    truth: Any  # int, bool, or the list of sign texts (any one counts)
+
+    @property
+    def cv_path(self) -> Path:
+        return eval_dir() / "eval_cv" / f"{self.scene}.json"
+
+
+def eval_dir() -> Path:
+    return repo_root() / "data" / "reasoner"
+
+
+def ground_truth(scene: str) -> dict:
+    return json.loads((repo_root() / "data" / "safetyscenes" / "ground_truth" / "test" / f"{scene}.json").read_text())
+
+
+def build_eval_set(scenes: Iterable[str] = EVAL_SCENES) -> list[EvalQuestion]:
+    out = []
+    for scene in scenes:
+        g = ground_truth(scene)
+        for qid, question, kind, truth in TEMPLATES:
+            value = truth(g)
+            if kind == "text" and not value:
+                continue  # no sign in this scene
+            out.append(EvalQuestion(f"{scene}:{qid}", scene, question, kind, value))
+    return out
+
+
+def load_eval_set() -> list[EvalQuestion]:
+    data = json.loads((eval_dir() / "questions.json").read_text())
+    return [EvalQuestion(**q) for q in data["questions"]]
+
+
+def write_eval_data(scenes: Iterable[str] = EVAL_SCENES) -> list[Path]:
+    """Run chapter 1's engine on the scenes (with their forklift lanes) and write the CV JSON and the
+    question file. Deterministic on CPU; takes ~30 s with OCR."""
+    from ..perception.engine import PerceptionEngine
+    from ..perception.examples import scene_zones
+
+    scenes = list(scenes)
+    (eval_dir() / "eval_cv").mkdir(parents=True, exist_ok=True)
+    engine = PerceptionEngine()
+    written = []
+    for scene in scenes:
+        image = Path("data/safetyscenes/images/test") / f"{scene}.jpg"
+        result = engine.derive(zones=scene_zones(scene)).perceive(repo_root() / image, image_path=image.as_posix())
+        path = eval_dir() / "eval_cv" / f"{scene}.json"
+        path.write_text(result.model_dump_json(indent=1) + "\n")
+        written.append(path)
+    questions = [asdict(q) for q in build_eval_set(scenes)]
+    (eval_dir() / "questions.json").write_text(json.dumps(
+        {"source": "SafetyScenes test split ground truth (data/safetyscenes/ground_truth/test)",
+         "questions": questions}, indent=1) + "\n")
+    return written
+
+
+# ---- scoring -------------------------------------------------------------------------------------
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
+def score(question: EvalQuestion, answer_text: str, number: int | None) -> bool:
+    """Exact facts, no judge: a count must equal the truth, yes/no must match, a sign's text must
+    appear in the answer."""
+    if question.kind == "count":
+        return number is not None and number == question.truth
+    if question.kind == "yesno":
+        words = _norm(answer_text).split()
+        said = "yes" if "yes" in words[:3] else "no" if "no" in words[:3] else None
+        if said is None and number is not None:
+            said = "yes" if number > 0 else "no"
+        return said == ("yes" if question.truth else "no")
+    return any(_norm(t) in _norm(answer_text) for t in question.truth)
+
+
+def cv_answer(question: EvalQuestion, result: PerceptionResult) -> tuple[str, int | None]:
+    """The answer the CV JSON implies, by rule (the ceiling an LLM reading it can reach)."""
+    s = result.safety
+    counts = {
+        "people": sum(o.label == "person" for o in result.objects),
+        "no_hard_hat": s.workers_without_hard_hat if s else 0,
+        "no_vest": s.workers_without_vest if s else 0,
+        "in_zone": sum("forklift_zone" in w.zones for w in s.workers) if s else 0,
+        "forklifts": sum(o.label == "forklift" for o in result.objects),
+    }
+    qid = question.id.split(":")[1]
+    if qid in counts:
+        return str(counts[qid]), counts[qid]
+    if qid == "any_no_hat":
+        return ("yes" if counts["no_hard_hat"] else "no"), counts["no_hard_hat"]
+    return " / ".join(t.text for t in result.text_regions), None
+
+
+def evaluate(reasoner_factory: Callable[[], Any], questions: list[EvalQuestion], mode: str = "standard",
+             strategy: str = "direct", progress: bool = True) -> list[dict]:
+    """One row per question: the answer, whether it is right, and what the CV JSON allowed."""
+    from tqdm.auto import tqdm
+
+    reasoner = reasoner_factory()
+    rows = []
+    for q in tqdm(questions, desc=f"{mode}/{strategy}", disable=not progress, leave=False):
+        result = load_result(q.cv_path)
+        reasoner.reset()
+        answer = reasoner.analyze(result, q.question, mode=mode, strategy=strategy)
+        cv_text, cv_number = cv_answer(q, result)
+        rows.append({
+            "id": q.id, "kind": q.kind, "provider": reasoner.client.label, "mode": mode, "strategy": strategy,
+            "truth": q.truth, "answer": answer.answer, "number": answer.number,
+            "correct": score(q, answer.answer, answer.number), "cv_ceiling": score(q, cv_text, cv_number),
+            "valid": answer.valid, "tool_calls": len(answer.tool_steps), "input_tokens": answer.usage.input_tokens,
+            "output_tokens": answer.usage.output_tokens, "cost_usd": answer.cost_usd,
+            "latency_s": round(answer.latency_s, 3),
+        })
+    return rows
