@@ -53,7 +53,7 @@ CHAPTER_LIBRARIES: dict[int, tuple[str, ...]] = {
     0: ("torch", "torchvision", "ultralytics", "opencv-python", "numpy", "pydantic", "jupyter-book"),
     1: ("torch", "torchvision", "ultralytics", "opencv-python", "easyocr", "rapidocr-onnxruntime", "pycocotools",
         "pydantic"),
-    2: ("torch", "transformers", "pydantic", "openai", "anthropic"),
+    2: ("torch", "transformers", "xgrammar", "pydantic", "openai", "anthropic", "fastapi"),
     3: ("torch", "langgraph", "chromadb", "mcp", "faster-whisper", "piper-tts"),
     4: ("torch", "ultralytics", "transformers", "peft", "bitsandbytes"),
     5: ("torch", "ultralytics", "opencv-python", "numpy"),

@@ -55,6 +55,9 @@ class LocalModel:
     """A causal LM plus its tokenizer, loaded once per process (see :func:`load_local_model`)."""
 
     def __init__(self, asset: str = ASSET, threads: int | None = None):
+        from ..env import prepare_offline_environment
+
+        prepare_offline_environment(online=os.environ.get("EFSORA_ONLINE") == "1")  # before transformers loads
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

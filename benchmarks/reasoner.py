@@ -1,0 +1,102 @@
+"""Benchmark: the local LLM's speed (tokens per second, time to first token, with and without a
+grammar), the reasoner's latency per answer, the response cache's speed-up on repeated questions,
+and accuracy on the labelled evaluation set per mode x strategy.
+
+Prints figures and ratios; asserts nothing about speed. With API keys set, ``--providers`` adds
+hosted providers to the accuracy table.
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reasoner.py [--questions 70] [--rounds 3]
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import pandas as pd
+
+import efsora_helpers as eh
+from efsora_helpers.llm import LLMClient, ResponseCache, available_providers
+from efsora_helpers.llm.local import load_local_model
+from efsora_helpers.perception.schema import load_result
+from efsora_helpers.reasoner import PromptEngine, VisualReasoner, render
+from efsora_helpers.reasoner.evaluation import evaluate, load_eval_set
+from efsora_helpers.reasoner.structured import DirectResponse, schema_of
+
+CONFIGS = [("standard", "direct"), ("standard", "few_shot"), ("standard", "cot"), ("tools", "direct")]
+
+
+def speed(rounds: int) -> dict:
+    llm = load_local_model()
+    questions = load_eval_set()
+    scene = load_result(questions[0].cv_path)
+    engine = PromptEngine(llm.count_tokens)
+    built = engine.build(scene, questions[0].question, "direct")
+    prompt = llm.render([{"role": m.role, "content": m.content} for m in built.messages])
+    free, constrained = [], []
+    for _ in range(rounds):
+        free.append(llm.generate(prompt, max_new_tokens=64, repetition_penalty=1.1))
+        constrained.append(llm.generate(prompt, max_new_tokens=64, json_schema=schema_of(DirectResponse)))
+    med = lambda xs: statistics.median(xs)  # noqa: E731
+    return {
+        "prompt_tokens": free[0].prompt_tokens,
+        "load_s": round(llm.load_s, 2),
+        "loaded_from": llm.loaded_from,
+        "ttft_s": round(med([g.first_token_s for g in free]), 3),
+        "decode_tok_s": round(med([g.tokens_per_s for g in free]), 1),
+        "decode_tok_s_constrained": round(med([g.tokens_per_s for g in constrained]), 1),
+        "grammar_overhead_ratio": round(med([g.tokens_per_s for g in free]) / med([g.tokens_per_s for g in constrained]), 3),
+        "prompt_chars": len(render(built.messages)),
+    }
+
+
+def cache_speedup(n: int) -> dict:
+    client = LLMClient("local", cache=ResponseCache())
+    reasoner = VisualReasoner(client)
+    questions = load_eval_set()[:n]
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        for q in questions:
+            reasoner.reset()
+            reasoner.analyze(load_result(q.cv_path), q.question)
+        times.append(time.perf_counter() - start)
+    return {"questions": n, "first_s": round(times[0], 2), "repeat_s": round(times[1], 3),
+            "speedup": round(times[0] / max(times[1], 1e-9), 1), "hits": client.cache.hits}
+
+
+def accuracy(n: int, providers: list[str]) -> pd.DataFrame:
+    questions = load_eval_set()
+    step = max(1, len(questions) // n)
+    subset = questions[::step][:n]
+    rows = []
+    for provider in providers:
+        for mode, strategy in CONFIGS:
+            rows += evaluate(lambda: VisualReasoner(LLMClient(provider)), subset, mode=mode, strategy=strategy)
+    df = pd.DataFrame(rows)
+    return df.groupby(["provider", "mode", "strategy"]).agg(
+        accuracy=("correct", "mean"), cv_ceiling=("cv_ceiling", "mean"), valid=("valid", "mean"),
+        latency_s=("latency_s", "median"), input_tokens=("input_tokens", "mean"),
+        output_tokens=("output_tokens", "mean"), cost_usd=("cost_usd", "mean"), n=("correct", "size"),
+    ).round(3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--questions", type=int, default=70)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cache-questions", type=int, default=5)
+    parser.add_argument("--providers", nargs="*", help="default: every available provider")
+    args = parser.parse_args()
+    eh.setup(chapter="reasoner", quiet=True)
+    print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {time.strftime('%Y-%m-%d')}")
+    print("local model speed:", speed(args.rounds))
+    print("response cache:", cache_speedup(args.cache_questions))
+    providers = args.providers or available_providers()
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(accuracy(args.questions, providers))
+
+
+if __name__ == "__main__":
+    main()
