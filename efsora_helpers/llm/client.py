@@ -112,8 +112,10 @@ class LLMClient:
         request = self.request(messages, tools=tools or [], **options)
         key = request.cache_key(self.provider_name)
         if self.cache is not None and request.temperature == 0:
+            t0 = time.perf_counter()
             hit = self.cache.get(key)
             if hit is not None:
+                hit = hit.model_copy(update={"latency_s": time.perf_counter() - t0})  # the lookup, not the original call
                 self.calls.append(hit)
                 return hit
         response = self._with_retries(lambda: self.adapter.complete(request))
