@@ -149,13 +149,15 @@ class VisualReasoner:
         handler = {"standard": self._standard, "tools": self._tools, "safety": self._safety}[mode]
         t0 = time.perf_counter()
         calls_before = len(self.client.calls)
+        follow_up = bool(self.history)  # a first turn records itself (with the scene facts)
         answer = handler(scene, question, strategy)
         answer.latency_s = time.perf_counter() - t0
         calls = self.client.calls[calls_before:]
         answer.usage = sum((c.usage for c in calls), Usage())
         costs = [c.cost_usd for c in calls if c.cost_usd is not None]
         answer.cost_usd = sum(costs) if costs else None
-        self.history += [user(question), assistant(answer.answer)] if self.history else []
+        if follow_up:
+            self.history += [user(question), assistant(answer.answer)]
         return answer
 
     def _first_turn(self, scene: PerceptionResult, question: str, strategy: str):
@@ -168,7 +170,9 @@ class VisualReasoner:
         first = not self.history
         built = self._first_turn(scene, question, strategy)
         shape = ReasoningResponse if strategy == "cot" else DirectResponse
-        result = structured_chat(self.client, built.messages, shape, max_tokens=self.max_tokens)
+        # The reasoning field comes first and can take 200 characters: give cot room to close.
+        tokens = max(self.max_tokens, 320) if strategy == "cot" else self.max_tokens
+        result = structured_chat(self.client, built.messages, shape, max_tokens=tokens)
         text = result.value.answer if result.ok else (result.attempts[-1].text if result.attempts else "")
         if first:
             self.history.append(assistant(text))
@@ -221,8 +225,7 @@ class VisualReasoner:
                                    max_tokens=self.max_tokens)
             for strategy in strategies:
                 answers.append(other.analyze(scene, question, mode="standard", strategy=strategy))
-            image_path = Path(str(image)) if image is not None and not isinstance(image, (dict, PerceptionResult)) \
-                else (Path(scene.image_path) if scene.image_path else None)
+            image_path = _image_of(image, scene)
             if model_info(client.provider_name, client.model).vision and image_path and image_path.is_file():
                 t0 = time.perf_counter()
                 reply = client.chat([self.prompts.system_message("direct"), user("Question: " + question,
@@ -248,6 +251,19 @@ class VisualReasoner:
             answers.append(self.analyze(scene, question, mode="standard", strategy=strategy))
             output(answers[-1].answer)
         return answers
+
+
+def _image_of(source, scene: PerceptionResult) -> Path | None:
+    """The image behind a scene: the path given if it is an image, else the scene's own
+    ``image_path`` (relative paths are taken from the repository root)."""
+    from ..paths import repo_root
+
+    if isinstance(source, (str, Path)) and Path(source).suffix.lower() in IMAGE_SUFFIXES:
+        return Path(source)
+    if scene.image_path:
+        path = Path(scene.image_path)
+        return path if path.is_absolute() else repo_root() / path
+    return None
 
 
 def check_analysis(analysis: SceneAnalysis, scene: PerceptionResult) -> list[str]:
