@@ -134,10 +134,6 @@ def model_info(provider: str, model: str) -> ModelInfo:
     )
 
 
-def models_for(provider: str) -> list[ModelInfo]:
-    return [m for (p, _), m in MODELS.items() if p == provider]
-
-
 def has_key(provider: str) -> bool:
     info = provider_info(provider)
     return info.key_variable is None or bool(os.environ.get(info.key_variable))

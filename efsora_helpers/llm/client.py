@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from . import catalog, errors
 from .base import Provider
 from .cache import ResponseCache
-from .types import ChatRequest, ChatResponse, Message, StreamEvent, ToolSpec
+from .types import ChatRequest, ChatResponse, Message, StreamEvent, ToolSpec, Usage
 
 
 @dataclass
@@ -30,11 +30,12 @@ class RetryPolicy:
     base_delay_s: float = 0.5
     max_delay_s: float = 20.0
     seed: int = 0
-    _rng: random.Random = field(default=None, repr=False)  # type: ignore[assignment]
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)  # seeded jitter: the same delays on every run
 
     def delay(self, attempt: int, error: Exception) -> float:
-        if self._rng is None:
-            self._rng = random.Random(self.seed)
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:
             return min(float(retry_after), self.max_delay_s)
@@ -152,8 +153,6 @@ class LLMClient:
                 attempt += 1
 
     def total_usage(self) -> dict[str, Any]:
-        from .types import Usage
-
         usage = sum((c.usage for c in self.calls if not c.cached), Usage())
         costs = [c.cost_usd for c in self.calls if c.cost_usd is not None]
         return {"calls": len(self.calls), "cached_calls": sum(c.cached for c in self.calls),

@@ -19,12 +19,10 @@ from typing import Iterator
 from .base import Provider
 from .errors import ContextWindowError
 from .local import MODEL_ID, load_local_model
-from .types import ChatRequest, ChatResponse, Message, StreamEvent, ToolCall, ToolSpec, Usage
+from .types import ChatRequest, ChatResponse, Message, StreamEvent, ToolCall, ToolSpec, Usage, schema_instruction
 
 ANSWER_MAX_CHARS = 400  # bounds a constrained free-text answer so it closes within max_tokens
-
-
-MAX_ENUM_RANGE = 1000
+MAX_ENUM_RANGE = 1000  # a bounded integer with fewer values than this becomes an enum
 
 
 def bounded_ints_as_enums(schema):
@@ -139,9 +137,8 @@ class LocalProvider(Provider):
         messages = request.messages
         if request.response_schema is not None and not tools:
             # Constraining guarantees the shape; telling the model the shape makes the content better.
-            messages = [*messages[:-1], Message(role="system", content=(
-                "Reply with one JSON object that validates against this JSON Schema:\n"
-                + json.dumps(request.response_schema))), messages[-1]]
+            messages = [*messages[:-1], Message(role="system", content=schema_instruction(request.response_schema)),
+                        messages[-1]]
         prompt = self.llm.render(to_chat_dicts(messages, tools))
         if tools:
             return prompt, bounded_ints_as_enums(tool_call_schema(tools, request.tool_choice)), True

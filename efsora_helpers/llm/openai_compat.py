@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from . import errors
 from .base import Provider
-from .types import ChatRequest, ChatResponse, Message, StreamEvent, ToolCall, ToolSpec, Usage
+from .types import ChatRequest, ChatResponse, Message, StreamEvent, ToolCall, ToolSpec, Usage, schema_instruction
 
 
 # ---- our types -> OpenAI wire format ------------------------------------------------------------
@@ -67,9 +67,8 @@ def request_to_openai(request: ChatRequest, json_mode_kind: str = "json_schema")
                 "name": request.schema_name, "schema": request.response_schema}}
         else:  # DeepSeek: JSON mode only; the schema goes into the prompt instead
             body["response_format"] = {"type": "json_object"}
-            body["messages"] = body["messages"] + [{"role": "system", "content": (
-                "Reply with one JSON object that validates against this JSON Schema:\n"
-                + json.dumps(request.response_schema))}]
+            body["messages"] = body["messages"] + [
+                {"role": "system", "content": schema_instruction(request.response_schema)}]
     elif request.json_mode:
         body["response_format"] = {"type": "json_object"}
     return body

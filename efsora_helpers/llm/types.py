@@ -1,7 +1,7 @@
 """Provider-neutral chat types: one message format, one tool-call format, one response.
 
 Each provider adapter converts these to its wire format and back (``openai_compat.py``,
-``anthropic_provider.py``, ``local.py``). Taught in ``notebooks/reasoner/01_client.ipynb`` and
+``anthropic_provider.py``, ``local_provider.py``). Taught in ``notebooks/reasoner/01_client.ipynb`` and
 ``03_tools.ipynb``.
 """
 
@@ -71,6 +71,11 @@ def assistant(text: str = "", tool_calls: list[ToolCall] | None = None) -> Messa
 def tool_result(call: ToolCall, content: Any, is_error: bool = False) -> Message:
     text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
     return Message(role="tool", content=text, tool_call_id=call.id, name=call.name, is_error=is_error)
+
+
+def schema_instruction(schema: dict[str, Any]) -> str:
+    """What a model is told when the API cannot enforce a schema itself (JSON mode, a local model)."""
+    return "Reply with one JSON object that validates against this JSON Schema:\n" + json.dumps(schema)
 
 
 class ToolSpec(BaseModel):

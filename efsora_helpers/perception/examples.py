@@ -25,11 +25,16 @@ def perception_data_dir() -> Path:
     return repo_root() / "data" / "perception"
 
 
+def scene_ground_truth(name: str, split: str = "test") -> dict:
+    """The generator's ground truth of one SafetyScenes image (``data/safetyscenes/ground_truth``)."""
+    gt = repo_root() / "data" / "safetyscenes" / "ground_truth" / split / f"{name}.json"
+    return json.loads(gt.read_text())
+
+
 def scene_zones(name: str, split: str = "test") -> dict:
     """The forklift lane of a SafetyScenes image, from its ground truth (a fixed camera's zones are
     configuration, drawn once per camera; the renderer knows them exactly)."""
-    gt = repo_root() / "data" / "safetyscenes" / "ground_truth" / split / f"{name}.json"
-    return json.loads(gt.read_text())["zones"]
+    return scene_ground_truth(name, split)["zones"]
 
 
 def write_examples(names=EXAMPLE_SCENES) -> list[Path]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..paths import repo_root
+from ..perception.examples import scene_ground_truth
 from ..perception.schema import PerceptionResult, load_result
 
 EVAL_SCENES = ("test_0002", "test_0004", "test_0005", "test_0009", "test_0013", "test_0015", "test_0018",
@@ -55,14 +56,10 @@ def eval_dir() -> Path:
     return repo_root() / "data" / "reasoner"
 
 
-def ground_truth(scene: str) -> dict:
-    return json.loads((repo_root() / "data" / "safetyscenes" / "ground_truth" / "test" / f"{scene}.json").read_text())
-
-
 def build_eval_set(scenes: Iterable[str] = EVAL_SCENES) -> list[EvalQuestion]:
     out = []
     for scene in scenes:
-        g = ground_truth(scene)
+        g = scene_ground_truth(scene)
         for qid, question, kind, truth in TEMPLATES:
             value = truth(g)
             if kind == "text" and not value:

@@ -25,7 +25,7 @@ from ..llm.client import LLMClient
 from ..llm.types import Message, Usage, assistant, user
 from ..perception.schema import PerceptionResult, load_result
 from .prompts import STRATEGIES, PromptEngine, inline_text, untrusted_block
-from .scene_tools import READ_ONLY_TOOLS, SceneSession, scene_tools
+from .scene_tools import SceneSession, scene_tools
 from .structured import (
     DirectResponse,
     ReasoningResponse,
@@ -149,8 +149,8 @@ class VisualReasoner:
         handler = {"standard": self._standard, "tools": self._tools, "safety": self._safety}[mode]
         t0 = time.perf_counter()
         calls_before = len(self.client.calls)
-        follow_up = bool(self.history)  # a first turn records itself (with the scene facts)
-        answer = handler(scene, question, strategy)
+        follow_up = bool(self.history)
+        answer, opening = handler(scene, question, strategy)
         answer.latency_s = time.perf_counter() - t0
         calls = self.client.calls[calls_before:]
         answer.usage = sum((c.usage for c in calls), Usage())
@@ -158,29 +158,23 @@ class VisualReasoner:
         answer.cost_usd = sum(costs) if costs else None
         if follow_up:
             self.history += [user(question), assistant(answer.answer)]
+        else:  # the opening turn as sent, scene facts included: follow-ups state them once
+            self.history = [opening, assistant(answer.answer)]
         return answer
 
-    def _first_turn(self, scene: PerceptionResult, question: str, strategy: str):
+    # Each mode returns its answer and the user message it sent (the opening turn of a conversation).
+    def _standard(self, scene, question, strategy) -> tuple[ReasonerAnswer, Message]:
         built = self.prompts.build(scene, question, strategy, history=self.history)
-        if not self.history:  # remember the scene facts once, with the first question
-            self.history = [built.messages[-1]]
-        return built
-
-    def _standard(self, scene, question, strategy) -> ReasonerAnswer:
-        first = not self.history
-        built = self._first_turn(scene, question, strategy)
         shape = ReasoningResponse if strategy == "cot" else DirectResponse
         # The reasoning field comes first and can take 200 characters: give cot room to close.
         tokens = max(self.max_tokens, 320) if strategy == "cot" else self.max_tokens
         result = structured_chat(self.client, built.messages, shape, max_tokens=tokens)
         text = result.value.answer if result.ok else (result.attempts[-1].text if result.attempts else "")
-        if first:
-            self.history.append(assistant(text))
         return ReasonerAnswer(question, text, "standard", strategy, self.client.label, structured=result.value,
                               valid=result.ok, repaired=result.repaired, prompt_tokens=built.total_tokens,
-                              dropped=built.dropped)
+                              dropped=built.dropped), built.messages[-1]
 
-    def _tools(self, scene, question, strategy) -> ReasonerAnswer:
+    def _tools(self, scene, question, strategy) -> tuple[ReasonerAnswer, Message]:
         allowed = tools_for_question(question) if self.defended else None
         # The sign text is part of the scene: delimited as untrusted when defended, pasted in when not.
         signs = (untrusted_block(scene) if self.defended else inline_text(scene)) if scene.text_regions else ""
@@ -191,14 +185,11 @@ class VisualReasoner:
                              allowed=allowed, final_schema=schema_of(DirectResponse), max_tokens=self.max_tokens)
         value, _ = parse_as(DirectResponse, loop.answer)
         text = value.answer if value is not None else loop.answer
-        if not self.history:
-            self.history = [messages[-1], assistant(text)]
         return ReasonerAnswer(question, text, "tools", strategy, self.client.label, structured=value,
-                              tool_steps=loop.steps, allowed_tools=allowed, valid=value is not None)
+                              tool_steps=loop.steps, allowed_tools=allowed, valid=value is not None), messages[-1]
 
-    def _safety(self, scene, question, strategy) -> ReasonerAnswer:
-        first = not self.history
-        built = self._first_turn(scene, question or "List every safety violation.", strategy)
+    def _safety(self, scene, question, strategy) -> tuple[ReasonerAnswer, Message]:
+        built = self.prompts.build(scene, question or "List every safety violation.", strategy, history=self.history)
         worker_ids = [w.object_id for w in scene.safety.workers] if scene.safety else []
         result = structured_chat(self.client, built.messages, SceneAnalysis, schema=grounded_analysis_schema(worker_ids),
                                  max_tokens=max(self.max_tokens, 480))
@@ -208,9 +199,7 @@ class VisualReasoner:
         if result.ok:
             answer.warnings = check_analysis(result.value, scene)
             answer.answer = result.value.summary
-        if first:
-            self.history.append(assistant(answer.answer))
-        return answer
+        return answer, built.messages[-1]
 
     # ---- compare and interactive ----------------------------------------------------------------
     def compare(self, scene: PerceptionResult, question: str, clients: list[LLMClient] | None = None,
@@ -220,12 +209,12 @@ class VisualReasoner:
         from ..llm.catalog import model_info
 
         answers = []
+        image_path = _image_of(image, scene)
         for client in clients or [self.client]:
             other = VisualReasoner(client, token_budget=self.prompts.token_budget, defended=self.defended,
                                    max_tokens=self.max_tokens)
             for strategy in strategies:
                 answers.append(other.analyze(scene, question, mode="standard", strategy=strategy))
-            image_path = _image_of(image, scene)
             if model_info(client.provider_name, client.model).vision and image_path and image_path.is_file():
                 t0 = time.perf_counter()
                 reply = client.chat([self.prompts.system_message("direct"), user("Question: " + question,

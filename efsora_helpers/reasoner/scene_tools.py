@@ -145,5 +145,6 @@ def scene_tools(session: SceneSession) -> ToolRegistry:
     return registry
 
 
-# What each question type needs; the defended reasoner offers only these (an allow-list).
+# The tools that only read the current scene: everything but perceive_image. The defended reasoner
+# offers a subset of these, chosen from the question (reasoner.tools_for_question).
 READ_ONLY_TOOLS = ["count_objects", "check_ppe", "objects_in_zone", "read_text_near"]

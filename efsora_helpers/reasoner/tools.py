@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pydantic import ValidationError, create_model
+from pydantic import Field, ValidationError, create_model
 
 from ..llm.types import ChatResponse, Message, ToolCall, ToolSpec, tool_result
 
@@ -59,12 +59,11 @@ def _clean(schema: dict) -> dict:
 
 def spec_from_function(fn: Callable, name: str | None = None) -> tuple[ToolSpec, type]:
     """A ``ToolSpec`` and an arguments model from a typed function."""
-    from pydantic import Field
-
     summary, arg_docs = _docstring_parts(fn)
     if not summary:
         raise ValueError(f"tool {fn.__name__} needs a docstring: it is the description the model reads")
-    hints = typing.get_type_hints(fn, include_extras=True)  # keeps Annotated bounds; resolves string annotations (from __future__ import annotations)
+    # Resolves string annotations (from __future__ import annotations) and keeps Annotated bounds.
+    hints = typing.get_type_hints(fn, include_extras=True)
     fields: dict[str, Any] = {}
     for p in inspect.signature(fn).parameters.values():
         if p.name not in hints:
