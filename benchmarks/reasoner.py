@@ -5,6 +5,7 @@ and accuracy on the labelled evaluation set per mode x strategy.
 Prints figures and ratios; asserts nothing about speed. With API keys set, ``--providers`` adds
 hosted providers to the accuracy table.
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reasoner.py [--questions 70] [--rounds 3]
+     [--rows-csv answers.csv] [--skip-speed]
 """
 
 import argparse
@@ -65,7 +66,7 @@ def cache_speedup(n: int) -> dict:
             "speedup": round(times[0] / max(times[1], 1e-9), 1), "hits": client.cache.hits}
 
 
-def accuracy(n: int, providers: list[str]) -> pd.DataFrame:
+def accuracy(n: int, providers: list[str], rows_csv: str | None = None) -> pd.DataFrame:
     questions = load_eval_set()
     step = max(1, len(questions) // n)
     subset = questions[::step][:n]
@@ -74,11 +75,16 @@ def accuracy(n: int, providers: list[str]) -> pd.DataFrame:
         for mode, strategy in CONFIGS:
             rows += evaluate(lambda: VisualReasoner(LLMClient(provider)), subset, mode=mode, strategy=strategy)
     df = pd.DataFrame(rows)
-    return df.groupby(["provider", "mode", "strategy"]).agg(
+    if rows_csv:  # every answer, so a figure quoted from the table can be traced to its questions
+        df.to_csv(rows_csv, index=False)
+    keys = ["provider", "mode", "strategy"]
+    table = df.groupby(keys).agg(
         accuracy=("correct", "mean"), cv_ceiling=("cv_ceiling", "mean"), valid=("valid", "mean"),
         latency_s=("latency_s", "median"), input_tokens=("input_tokens", "mean"),
         output_tokens=("output_tokens", "mean"), cost_usd=("cost_usd", "mean"), n=("correct", "size"),
-    ).round(3)
+    )
+    by_kind = df.pivot_table(index=keys, columns="kind", values="correct", aggfunc="mean").add_prefix("acc_")
+    return table.join(by_kind).round(3)
 
 
 def main() -> None:
@@ -87,15 +93,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cache-questions", type=int, default=5)
     parser.add_argument("--providers", nargs="*", help="default: every available provider")
+    parser.add_argument("--rows-csv", help="write one row per answer to this CSV file")
+    parser.add_argument("--skip-speed", action="store_true", help="accuracy only")
     args = parser.parse_args()
     eh.setup(chapter="reasoner", quiet=True)
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {time.strftime('%Y-%m-%d')}")
-    print("local model speed:", speed(args.rounds))
-    print("response cache:", cache_speedup(args.cache_questions))
+    if not args.skip_speed:
+        print("local model speed:", speed(args.rounds))
+        print("response cache:", cache_speedup(args.cache_questions))
     providers = args.providers or available_providers()
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(accuracy(args.questions, providers))
+        print(accuracy(args.questions, providers, args.rows_csv))
 
 
 if __name__ == "__main__":
