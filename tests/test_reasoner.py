@@ -270,6 +270,30 @@ def test_strategies_and_follow_ups():
         engine.build(scene, "q", "tree_of_thought")
 
 
+def test_interactive_mode_answers_the_first_question_then_each_line_in_one_conversation():
+    fake = FakeScriptedModel(['{"answer": "two workers", "number": 2, "evidence": [3, 4]}',
+                              '{"answer": "worker 3", "number": null, "evidence": [3]}'])
+    reasoner = VisualReasoner(_keyless(fake))
+    lines, shown = iter(["Which one is in the lane?", "quit", "never read"]), []
+    answers = reasoner.analyze(EXAMPLE, "How many workers lack a hard hat?", mode="interactive",
+                               input_fn=lambda prompt: next(lines), output=shown.append)
+    assert [a.answer for a in answers] == ["two workers", "worker 3"]
+    assert shown[1:] == ["two workers", "worker 3"]
+    assert len(reasoner.history) == 4  # one conversation: the follow-up saw the first exchange
+    follow_up = fake.requests[1].messages
+    assert any(m.role == "assistant" and "two workers" in m.content for m in follow_up)
+    assert next(lines) == "never read"  # "quit" stopped the loop
+
+
+def test_interactive_mode_stops_at_end_of_input():
+    reasoner = VisualReasoner(_keyless(FakeScriptedModel([])))
+
+    def no_more_input(prompt):
+        raise EOFError
+
+    assert reasoner.analyze(EXAMPLE, "", mode="interactive", input_fn=no_more_input, output=lambda t: None) == []
+
+
 # ---- prompt injection ------------------------------------------------------------------------------------
 INJECTION_QUESTIONS = ("How many workers have no hard hat?", "What do the signs say?",
                        "Is anyone in the forklift zone?")
@@ -361,3 +385,16 @@ def test_cli_answers_as_json_with_the_local_model():
     row = json.loads(run.stdout)
     assert row["provider"] == "local/smollm2-135m-instruct" and row["valid"]
     assert row["tool_calls"] and set(row["tool_calls"]) <= {"count_objects", "check_ppe"}
+
+
+@pytest.mark.slow
+def test_cli_interactive_mode_reads_questions_from_standard_input():
+    run = subprocess.run([sys.executable, "-m", "efsora_helpers.cli", "reason", str(EXAMPLE), "--mode", "interactive",
+                          "--max-tokens", "60"], input="How many workers are there?\nquit\n",
+                         capture_output=True, text=True, cwd=repo_root(), timeout=300)
+    assert run.returncode == 0, run.stderr
+    scene = load_result(EXAMPLE)
+    assert run.stdout.startswith(scene.scene_description)
+    assert run.stdout.count("question> ") == 2  # asked, answered, asked again, then "quit"
+    answer = run.stdout.split("question> ")[1].strip()
+    assert answer, "the model's answer is printed after the first question"

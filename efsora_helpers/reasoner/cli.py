@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+DEFAULT_QUESTION = "Is there a safety violation in this warehouse?"
+
 
 def add_parser(sub) -> None:
     from .prompts import STRATEGIES
@@ -19,7 +21,8 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("reason", help="ask an LLM about an image through chapter 1's perception")
     p.add_argument("image", help="an image, or a chapter 1 JSON result")
-    p.add_argument("--question", "-q", default="Is there a safety violation in this warehouse?")
+    p.add_argument("--question", "-q", help=f"default: {DEFAULT_QUESTION!r}; in interactive mode, the first "
+                   "question (then one per line from standard input)")
     p.add_argument("--provider", help="local (default), openai, anthropic, deepseek, gemini, openai_compatible")
     p.add_argument("--model", help="model id (default: the provider's default in the catalog)")
     p.add_argument("--base-url", help="for openai_compatible: the server, e.g. http://localhost:11434/v1")
@@ -65,10 +68,10 @@ def run(args) -> int:
     scene = _scene(args)
     reasoner = VisualReasoner(client, max_tokens=args.max_tokens)
     if args.mode == "interactive":
-        reasoner.analyze(scene, args.question, mode="interactive", strategy=args.strategy,
+        reasoner.analyze(scene, args.question or "", mode="interactive", strategy=args.strategy,
                          output=lambda text: print(text, flush=True))
         return 0
-    answer = reasoner.analyze(scene, args.question, mode=args.mode, strategy=args.strategy)
+    answer = reasoner.analyze(scene, args.question or DEFAULT_QUESTION, mode=args.mode, strategy=args.strategy)
     answers = answer if isinstance(answer, list) else [answer]
     for a in answers:
         if args.json:

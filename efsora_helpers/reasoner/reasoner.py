@@ -145,7 +145,7 @@ class VisualReasoner:
         if mode == "compare":
             return self.compare(scene, question, image=image_or_cv_json, **kwargs)
         if mode == "interactive":
-            return self.interactive(scene, strategy=strategy, **kwargs)
+            return self.interactive(scene, strategy=strategy, first_question=question, **kwargs)
         handler = {"standard": self._standard, "tools": self._tools, "safety": self._safety}[mode]
         t0 = time.perf_counter()
         calls_before = len(self.client.calls)
@@ -225,20 +225,25 @@ class VisualReasoner:
                                               latency_s=time.perf_counter() - t0))
         return answers
 
-    def interactive(self, scene: PerceptionResult, strategy: str = "direct", input_fn: Callable[[str], str] = input,
+    def interactive(self, scene: PerceptionResult, strategy: str = "direct", first_question: str | None = None,
+                    input_fn: Callable[[str], str] = input,
                     output: Callable[[str], None] = print) -> list[ReasonerAnswer]:
-        """A question-and-answer loop on one scene; an empty line, ``quit`` or end of input stops."""
+        """A question-and-answer loop on one scene, one conversation: ``first_question`` (if any) is
+        answered first, then each line read; an empty line, ``quit`` or end of input stops."""
         answers = []
         output(scene.scene_description or "scene loaded")
+        question = (first_question or "").strip()
         while True:
-            try:
-                question = input_fn("question> ").strip()
-            except EOFError:
-                break
-            if question.lower() in ("", "quit", "exit"):
-                break
+            if not question:
+                try:
+                    question = input_fn("question> ").strip()
+                except EOFError:
+                    break
+                if question.lower() in ("", "quit", "exit"):
+                    break
             answers.append(self.analyze(scene, question, mode="standard", strategy=strategy))
             output(answers[-1].answer)
+            question = ""
         return answers
 
 
