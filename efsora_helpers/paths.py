@@ -4,6 +4,7 @@ book's per-user home for downloads and tool settings."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -30,3 +31,11 @@ def efsora_home() -> Path:
     home = Path(os.environ.get("EFSORA_HOME", Path.home() / ".cache" / "efsora")).expanduser()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename: an interrupted run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)

@@ -8,10 +8,10 @@ optional directory keeps entries across processes; files are written atomically.
 from __future__ import annotations
 
 import json
-import os
 from collections import OrderedDict
 from pathlib import Path
 
+from ..paths import write_atomically
 from .types import ChatResponse
 
 
@@ -42,9 +42,7 @@ class ResponseCache:
         while len(self._memory) > self.max_entries:
             self._memory.popitem(last=False)
         if self.directory:
-            tmp = self.directory / f".{key}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(response.model_dump(mode="json")))
-            tmp.replace(self.directory / f"{key}.json")
+            write_atomically(self.directory / f"{key}.json", json.dumps(response.model_dump(mode="json")))
 
     def __len__(self) -> int:
         return len(self._memory)

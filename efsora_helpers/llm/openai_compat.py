@@ -23,17 +23,22 @@ def message_to_openai(m: Message) -> dict[str, Any]:
     if m.role == "assistant":
         out: dict[str, Any] = {"role": "assistant", "content": m.content or None}
         if m.tool_calls:
-            out["tool_calls"] = [
-                {"id": c.id, "type": "function",
-                 "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
-                for c in m.tool_calls
-            ]
+            out["tool_calls"] = tool_calls_to_openai(m.tool_calls)
         return out
     if m.images:  # a list of parts: text, then each image as a data URL
         parts: list[dict] = [{"type": "text", "text": m.content}]
         parts += [{"type": "image_url", "image_url": {"url": i.data_url}} for i in m.images]
         return {"role": m.role, "content": parts}
     return {"role": m.role, "content": m.content}  # the system prompt is just the first message
+
+
+def tool_calls_to_openai(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+            for c in calls]
+
+
+def usage_to_openai(u: Usage) -> dict[str, int]:
+    return {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens, "total_tokens": u.total_tokens}
 
 
 def tool_to_openai(t: ToolSpec) -> dict[str, Any]:

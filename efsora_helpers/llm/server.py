@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .base import Provider
 from .errors import ContextWindowError, LLMError
-from .openai_compat import message_from_openai
+from .openai_compat import message_from_openai, tool_calls_to_openai, usage_to_openai
 from .types import ChatRequest, ChatResponse, ToolSpec
 
 LOOPBACK = "127.0.0.1"
@@ -47,18 +47,11 @@ def request_from_openai(body: dict[str, Any], default_model: str) -> ChatRequest
         tools=tools, tool_choice=choice if tools else "auto",
         response_schema=schema, json_mode=fmt.get("type") == "json_object",
         schema_name=fmt.get("json_schema", {}).get("name", "response"),
-        temperature=body.get("temperature", 1.0) if body.get("temperature") is not None else 1.0,
+        temperature=1.0 if body.get("temperature") is None else body["temperature"],
         top_p=body.get("top_p") or 1.0,
         max_tokens=body.get("max_completion_tokens") or body.get("max_tokens") or 256,
         seed=body.get("seed"), stop=[stop] if isinstance(stop, str) else stop,
     )
-
-
-def _tool_calls_json(response: ChatResponse) -> list[dict] | None:
-    if not response.tool_calls:
-        return None
-    return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
-            for c in response.tool_calls]
 
 
 def response_to_openai(response: ChatResponse, completion_id: str, created: int) -> dict[str, Any]:
@@ -66,9 +59,8 @@ def response_to_openai(response: ChatResponse, completion_id: str, created: int)
         "id": completion_id, "object": "chat.completion", "created": created, "model": response.model,
         "choices": [{"index": 0, "finish_reason": response.finish_reason, "message": {
             "role": "assistant", "content": response.text or (None if response.tool_calls else ""),
-            "tool_calls": _tool_calls_json(response)}}],
-        "usage": {"prompt_tokens": response.usage.input_tokens, "completion_tokens": response.usage.output_tokens,
-                  "total_tokens": response.usage.total_tokens},
+            "tool_calls": tool_calls_to_openai(response.tool_calls) or None}}],
+        "usage": usage_to_openai(response.usage),
     }
 
 
@@ -128,14 +120,12 @@ def _sse(provider: Provider, request: ChatRequest, completion_id: str, created: 
             continue
         response = event.response
         assert response is not None
-        calls = _tool_calls_json(response)
+        calls = tool_calls_to_openai(response.tool_calls)
         if calls:
             yield chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]})
         yield chunk({}, finish=response.finish_reason)
         if include_usage:
-            yield chunk({}, usage={"prompt_tokens": response.usage.input_tokens,
-                                   "completion_tokens": response.usage.output_tokens,
-                                   "total_tokens": response.usage.total_tokens}, choices=False)
+            yield chunk({}, usage=usage_to_openai(response.usage), choices=False)
     yield "data: [DONE]\n\n"
 
 

@@ -13,8 +13,9 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
+
+from ..paths import write_atomically
 
 
 def add_commands(sub) -> None:
@@ -57,14 +58,6 @@ def load_zones(path: Path | None) -> dict[str, list]:
     ):
         raise ValueError(f'{path}: expected {{"zone_name": [[x, y], [x, y], [x, y], ...]}}')
     return zones
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename: an interrupted run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 def _perceive(args) -> int:

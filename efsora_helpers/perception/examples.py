@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ..paths import repo_root
-from .schema import write_json_schema
+from .schema import PerceptionResult, write_json_schema
 
 # Test scenes: a lone worker without PPE; two workers without hard hats and two signs; three
 # workers, two in the forklift lane; a crowded scene where the engine miscounts the lane (honest).
@@ -37,6 +37,19 @@ def scene_zones(name: str, split: str = "test") -> dict:
     return scene_ground_truth(name, split)["zones"]
 
 
+def scene_image(name: str, split: str = "test") -> Path:
+    """A SafetyScenes image, relative to the repository root (the form results record)."""
+    return Path("data/safetyscenes/images") / split / f"{name}.jpg"
+
+
+def perceive_scene(engine, name: str, split: str = "test", **overrides) -> PerceptionResult:
+    """``engine`` on one SafetyScenes image with the scene's forklift lane as a zone; the result's
+    ``image_path`` is repository-relative. ``overrides`` change other engine settings."""
+    image = scene_image(name, split)
+    scene_engine = engine.derive(zones=scene_zones(name, split), **overrides)
+    return scene_engine.perceive(repo_root() / image, image_path=image.as_posix())
+
+
 def write_examples(names=EXAMPLE_SCENES) -> list[Path]:
     from ..env import prepare_offline_environment, seed_everything
     from .engine import PerceptionEngine
@@ -47,10 +60,8 @@ def write_examples(names=EXAMPLE_SCENES) -> list[Path]:
     written = [write_json_schema(out_dir / "perception_result.schema.json")]
     engine = PerceptionEngine()
     for k, name in enumerate(names):
-        image = Path("data/safetyscenes/images/test") / f"{name}.jpg"
         # one example carries masks, so consumers see the RLE format
-        scene_engine = engine.derive(zones=scene_zones(name), include_masks=k == 0)
-        result = scene_engine.perceive(repo_root() / image, image_path=image.as_posix())
+        result = perceive_scene(engine, name, include_masks=k == 0)
         path = out_dir / "examples" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(result.to_json() + "\n")

@@ -48,9 +48,9 @@ def _scene(args):
 
     result = PerceptionEngine().perceive(source)
     if args.cv_result:
-        tmp = args.cv_result.with_name(args.cv_result.name + ".tmp")
-        tmp.write_text(result.model_dump_json(indent=1))
-        tmp.replace(args.cv_result)
+        from ..paths import write_atomically
+
+        write_atomically(args.cv_result, result.model_dump_json(indent=1))
     return result
 
 

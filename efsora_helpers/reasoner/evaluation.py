@@ -49,11 +49,16 @@ class EvalQuestion:
 
     @property
     def cv_path(self) -> Path:
-        return eval_dir() / "eval_cv" / f"{self.scene}.json"
+        return eval_cv_path(self.scene)
 
 
 def eval_dir() -> Path:
     return repo_root() / "data" / "reasoner"
+
+
+def eval_cv_path(scene: str) -> Path:
+    """What chapter 1's engine perceived in one evaluation scene (written by :func:`write_eval_data`)."""
+    return eval_dir() / "eval_cv" / f"{scene}.json"
 
 
 def build_eval_set(scenes: Iterable[str] = EVAL_SCENES) -> list[EvalQuestion]:
@@ -77,16 +82,15 @@ def write_eval_data(scenes: Iterable[str] = EVAL_SCENES) -> list[Path]:
     """Run chapter 1's engine on the scenes (with their forklift lanes) and write the CV JSON and the
     question file. Deterministic on CPU; takes ~30 s with OCR."""
     from ..perception.engine import PerceptionEngine
-    from ..perception.examples import scene_zones
+    from ..perception.examples import perceive_scene
 
     scenes = list(scenes)
     (eval_dir() / "eval_cv").mkdir(parents=True, exist_ok=True)
     engine = PerceptionEngine()
     written = []
     for scene in scenes:
-        image = Path("data/safetyscenes/images/test") / f"{scene}.jpg"
-        result = engine.derive(zones=scene_zones(scene)).perceive(repo_root() / image, image_path=image.as_posix())
-        path = eval_dir() / "eval_cv" / f"{scene}.json"
+        result = perceive_scene(engine, scene)
+        path = eval_cv_path(scene)
         path.write_text(result.model_dump_json(indent=1) + "\n")
         written.append(path)
     questions = [asdict(q) for q in build_eval_set(scenes)]

@@ -26,7 +26,9 @@ def make_injected_image(lines: tuple[str, ...] = ATTACK_LINES, base: str = BASE_
     import cv2
     import numpy as np
 
-    image = cv2.imread(str(repo_root() / "data" / "safetyscenes" / "images" / "test" / f"{base}.jpg"))
+    from ..perception.examples import scene_image
+
+    image = cv2.imread(str(repo_root() / scene_image(base)))
     font, scale, thickness, gap = cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1, 8
     sizes = [cv2.getTextSize(t, font, scale, thickness) for t in lines]
     width = max(w for (w, _), _ in sizes) + 20

@@ -71,6 +71,11 @@ def compact_scene(result: PerceptionResult, boxes: bool = True, min_confidence: 
     return scene
 
 
+def scene_json(scene: dict[str, Any]) -> str:
+    """A compact scene under its header, as every prompt states it."""
+    return "Scene facts (JSON):\n" + json.dumps(scene, separators=(",", ":"))
+
+
 def untrusted_block(result: PerceptionResult) -> str:
     """OCR text, delimited and escaped so it cannot close its own tag."""
     lines = [json.dumps({"id": t.id, "text": t.text.replace("<", "‹").replace(">", "›"), "box": _r(t.bbox)},
@@ -138,10 +143,14 @@ class PromptEngine:
 
     def facts_text(self, result: PerceptionResult, scene: dict[str, Any]) -> str:
         """The facts block for one compact scene (plus the sign text, delimited or not)."""
-        facts = "Scene facts (JSON):\n" + json.dumps(scene, separators=(",", ":"))
-        if result.text_regions:
-            facts += "\n" + (untrusted_block(result) if self.defended else inline_text(result))
-        return facts
+        signs = self.sign_text(result)
+        return scene_json(scene) + ("\n" + signs if signs else "")
+
+    def sign_text(self, result: PerceptionResult) -> str:
+        """The OCR text of the scene: delimited as untrusted when defended, pasted in when not."""
+        if not result.text_regions:
+            return ""
+        return untrusted_block(result) if self.defended else inline_text(result)
 
     def system_message(self, strategy: str) -> Message:
         parts = [self.system_prompt]
@@ -157,8 +166,7 @@ class PromptEngine:
         messages = [self.system_message(strategy)]
         if strategy == "few_shot":
             for scene, q, a in FEW_SHOT:
-                messages += [user("Scene facts (JSON):\n" + json.dumps(scene, separators=(",", ":")) + "\n\n"
-                                  "Question: " + q), assistant(a)]
+                messages += [user(scene_json(scene) + "\n\nQuestion: " + q), assistant(a)]
         facts, dropped = ("", []) if result is None else self.scene_facts(result)
         history = list(history or [])
         if history:  # the scene is stated once, in the first turn; follow-ups refer back to it

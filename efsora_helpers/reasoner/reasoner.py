@@ -23,8 +23,9 @@ from pydantic import BaseModel
 
 from ..llm.client import LLMClient
 from ..llm.types import Message, Usage, assistant, user
+from ..perception.engine import IMAGE_SUFFIXES
 from ..perception.schema import PerceptionResult, load_result
-from .prompts import STRATEGIES, PromptEngine, inline_text, untrusted_block
+from .prompts import STRATEGIES, PromptEngine
 from .scene_tools import SceneSession, scene_tools
 from .structured import (
     DirectResponse,
@@ -38,7 +39,6 @@ from .structured import (
 from .tools import ToolStep, run_tool_loop
 
 MODES = ("standard", "tools", "safety", "compare", "interactive")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 # Which tools a question can need, by its words: the defended reasoner offers only these.
 TOOL_INTENTS = {
@@ -122,7 +122,7 @@ class VisualReasoner:
             elif path.suffix.lower() in IMAGE_SUFFIXES:
                 result = self.session.engine().perceive(path)
             else:
-                raise ValueError(f"{path.name}: expected an image ({', '.join(IMAGE_SUFFIXES)}) or a .json result")
+                raise ValueError(f"{path.name}: expected an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a .json result")
             key = f"path:{path.resolve()}"
         if key != self._scene_key:
             self.reset()
@@ -176,8 +176,7 @@ class VisualReasoner:
 
     def _tools(self, scene, question, strategy) -> tuple[ReasonerAnswer, Message]:
         allowed = tools_for_question(question) if self.defended else None
-        # The sign text is part of the scene: delimited as untrusted when defended, pasted in when not.
-        signs = (untrusted_block(scene) if self.defended else inline_text(scene)) if scene.text_regions else ""
+        signs = self.prompts.sign_text(scene)  # the sign text is part of the scene
         messages = [self.prompts.system_message(strategy),
                     user("Use the tools to look up facts about the current warehouse scene, then answer.\n"
                          + (signs + "\n" if signs else "") + "Question: " + question)]

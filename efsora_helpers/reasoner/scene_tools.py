@@ -44,7 +44,9 @@ class SceneSession:
         target = (self.sandbox / path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
         if not target.is_relative_to(self.sandbox):
             raise PermissionError(f"{path!r} is outside the image folder the tools may read")
-        if target.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
+        from ..perception.engine import IMAGE_SUFFIXES
+
+        if target.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(f"{path!r} is not an image file")
         if not target.is_file():
             raise FileNotFoundError(f"no image at {path!r}")
@@ -61,7 +63,7 @@ class SceneSession:
         return self._engine
 
 
-def _centre_distance(a: list[float], b: list[float]) -> float:
+def _box_gap(a: list[float], b: list[float]) -> float:
     """Gap between two boxes (0 when they overlap)."""
     dx = max(a[0] - b[2], b[0] - a[2], 0.0)
     dy = max(a[1] - b[3], b[1] - a[3], 0.0)
@@ -138,7 +140,7 @@ def scene_tools(session: SceneSession) -> ToolRegistry:
         target = next((o for o in r.objects if o.id == object_id), None)
         if target is None:
             raise ValueError(f"no object with id {object_id}")
-        texts = [t.text for t in r.text_regions if _centre_distance(t.bbox, target.bbox) <= max_distance_px]
+        texts = [t.text for t in r.text_regions if _box_gap(t.bbox, target.bbox) <= max_distance_px]
         # Untrusted: the model must report this text, not obey it.
         return {"object_id": object_id, "untrusted_text": texts}
 
