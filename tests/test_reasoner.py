@@ -113,6 +113,16 @@ def test_schema_is_generated_from_the_signature_and_docstring():
     assert "title" not in json.dumps(spec.parameters)
 
 
+def test_a_parameter_named_title_survives_the_title_cleanup():
+    def label_sign(title: str) -> str:
+        """Give a sign a title."""
+        return title
+
+    spec, _ = spec_from_function(label_sign)
+    assert list(spec.parameters["properties"]) == ["title"] and spec.parameters["required"] == ["title"]
+    assert "title" not in spec.parameters["properties"]["title"]  # pydantic's own title key is still dropped
+
+
 def test_tools_need_a_docstring_and_type_hints():
     def undocumented(x: int) -> int:
         return x

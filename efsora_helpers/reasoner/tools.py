@@ -48,10 +48,11 @@ def _docstring_parts(fn: Callable) -> tuple[str, dict[str, str]]:
     return summary, args
 
 
-def _clean(schema: dict) -> dict:
-    """Drop pydantic's ``title`` keys: noise to a model, and tokens to pay for."""
+def _clean(schema: dict, names: bool = False) -> dict:
+    """Drop pydantic's ``title`` keys: noise to a model, and tokens to pay for. Under
+    ``properties`` the keys are parameter names, so a parameter called ``title`` stays."""
     if isinstance(schema, dict):
-        return {k: _clean(v) for k, v in schema.items() if k != "title"}
+        return {k: _clean(v, names=k == "properties") for k, v in schema.items() if names or k != "title"}
     if isinstance(schema, list):
         return [_clean(v) for v in schema]
     return schema
