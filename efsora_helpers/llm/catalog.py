@@ -25,6 +25,11 @@ class ModelInfo:
     vision: bool = False
     as_of: str = ""  # the date the price holds for
     note: str = ""
+    # Smallest prompt prefix the provider caches; shorter prompts are billed in full, without an
+    # error. None: no published minimum (or no provider cache).
+    cache_min_tokens: int | None = None
+    source: str = ""  # where this entry's figures were read (the provider's page when it was reachable)
+    checked: str = ""  # the date the id, price and status were last checked against ``source``
 
     def cost(self, usage) -> float | None:
         """Dollars for one call's ``Usage``; cached input is billed at the cached rate."""
@@ -54,8 +59,10 @@ class ProviderInfo:
     env_base_url: str | None = None
 
 
-# The figures below were read from stored copies of the providers' pages; the date each holds for
-# is in its ``as_of``. Models announced for shutdown say so in ``note``. Re-check before quoting.
+# The figures below were read from stored copies of the providers' pages (and, where a page was
+# not reachable, from the secondary source named in ``source``); the date a price holds for is in
+# ``as_of``, the date the entry was last checked in ``checked``. Models announced for shutdown say
+# so in ``note``; retired models are removed. Re-check before quoting.
 PRICE_SOURCES = {
     "openai": "https://openai.com/api/pricing/ and https://developers.openai.com/api/docs/models",
     "anthropic": "https://platform.claude.com/docs/en/about-claude/pricing",
@@ -89,20 +96,45 @@ MODELS: dict[tuple[str, str], ModelInfo] = {
         ModelInfo("local", "smollm2-135m-instruct", 8192, 0.0, 0.0, as_of="",
                   note="runs on your CPU: no per-token price, you pay in latency"),
         ModelInfo("openai", "gpt-6-luna", 1_050_000, 0.10, 0.50, 0.01, 0.125, vision=True, as_of="2026-09-22",
-                  note="cache writes billed at 1.25x input"),
+                  note="cache writes billed at 1.25x input", cache_min_tokens=1024,
+                  source="https://developers.openai.com/api/docs/models/gpt-6-luna; caching minimum: "
+                         "https://docs.litellm.ai/docs/completion/prompt_caching (2026-10-07)",
+                  checked="2026-12-04"),
         ModelInfo("openai", "gpt-4o-mini", 128_000, 0.15, 0.60, 0.075, vision=True, as_of="2026-11",
-                  note="deprecated: shuts down 2027-01-14"),
+                  note="deprecated: shuts down 2027-01-14", cache_min_tokens=1024,
+                  source="https://developers.openai.com/api/docs/deprecations; price: litellm 1.109.1 table "
+                         "(data/llm/price_sources.md)", checked="2026-11-24"),
         ModelInfo("openai", "gpt-4.1-mini", 1_047_576, 0.40, 1.60, 0.10, vision=True, as_of="2026-11",
-                  note="deprecated: shuts down 2027-01-14"),
+                  note="deprecated: shuts down 2027-01-14", cache_min_tokens=1024,
+                  source="https://developers.openai.com/api/docs/deprecations; price: litellm 1.109.1 table "
+                         "(data/llm/price_sources.md)", checked="2026-11-24"),
         ModelInfo("openai", "gpt-4o", 128_000, 2.50, 10.00, 1.25, vision=True, as_of="2026-11",
-                  note="deprecated: shuts down 2027-01-14"),
+                  note="deprecated: shuts down 2027-01-14", cache_min_tokens=1024,
+                  source="https://developers.openai.com/api/docs/deprecations; price: litellm 1.109.1 table "
+                         "(data/llm/price_sources.md)", checked="2026-11-24"),
         ModelInfo("anthropic", "claude-haiku-4-5", 200_000, 1.00, 5.00, 0.10, 1.25, vision=True, as_of="2026-10",
-                  note="legacy; 5-minute cache write 1.25x input, read 0.1x"),
-        ModelInfo("anthropic", "claude-sonnet-4-5", 200_000, 3.00, 15.00, 0.30, 3.75, vision=True, as_of="2026-10",
-                  note="retirement announced for 2026-11-30 (litellm's table; not confirmed on Anthropic's page)"),
+                  note="legacy; 5-minute cache write 1.25x input, read 0.1x; caches only prefixes of 4,096+ tokens",
+                  cache_min_tokens=4096,
+                  source="https://platform.claude.com/docs/en/about-claude/pricing; caching minimum: Anthropic's "
+                         "prompt-caching page as quoted in github.com/anthropics/anthropic-sdk-python/issues/1194",
+                  checked="2026-12-04"),
+        ModelInfo("anthropic", "claude-sonnet-4-6", 1_000_000, 3.00, 15.00, 0.30, 3.75, vision=True, as_of="2026-03-21",
+                  note="replaces claude-sonnet-4-5 (retired 2026-11-30); 5-minute cache write 1.25x input, read 0.1x",
+                  cache_min_tokens=1024,
+                  source="https://platform.claude.com/docs/en/about-claude/pricing (figures as reported by "
+                         "deploybase.ai/articles/claude-api-pricing, 2026-03-21); caching minimum: Anthropic's "
+                         "prompt-caching page as quoted in github.com/anthropics/anthropic-sdk-python/issues/1194 "
+                         "(that issue observed caching start at 2,048 tokens)",
+                  checked="2026-12-04"),
         ModelInfo("deepseek", "deepseek-flash", 1_000_000, 0.30, 1.20, 0.006, vision=True, as_of="2026-11-15",
-                  note="peak-hour prices; off-peak is half; cache writes free"),
-        ModelInfo("gemini", "gemini-2.5-flash-lite", 1_048_576, 0.10, 0.40, 0.01, vision=True, as_of="2026-10-07"),
+                  note="peak-hour prices; off-peak is half; cache writes free",
+                  source="https://api-docs.deepseek.com/quick_start/pricing", checked="2026-11-24"),
+        ModelInfo("gemini", "gemini-2.5-flash-lite", 1_048_576, 0.10, 0.40, 0.01, vision=True, as_of="2026-10-07",
+                  note="not deprecated (available until further notice); implicit caching minimum not listed for "
+                       "Flash-Lite: 2,048 is 2.5 Flash's", cache_min_tokens=2048,
+                  source="https://ai.google.dev/gemini-api/docs/pricing; caching minimum: "
+                         "https://ai.google.dev/gemini-api/docs/caching (updated 2026-10-13)",
+                  checked="2026-12-04"),
     )
 }
 
@@ -180,7 +212,9 @@ def price_table() -> list[dict]:
             "vision": m.vision,
             "as of": m.as_of,
             "note": m.note,
-            "source": PRICE_SOURCES.get(m.provider, "this machine"),
+            "cache min tokens": m.cache_min_tokens,
+            "checked": m.checked,
+            "source": m.source or PRICE_SOURCES.get(m.provider, "this machine"),
         }
         for m in MODELS.values()
     ]
