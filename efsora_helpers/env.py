@@ -46,6 +46,9 @@ OFFLINE_VARIABLES = {
 }
 QUIET_VARIABLES = {
     "TOKENIZERS_PARALLELISM": "false",
+    # transformers 5 draws a "Loading weights" bar on every from_pretrained (its tqdm follows
+    # huggingface_hub's switch); in a notebook it is noise in the committed outputs
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }
 
 # What each chapter's notebooks import, for the versions line of the first cell.
