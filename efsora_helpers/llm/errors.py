@@ -55,6 +55,11 @@ class ProviderError(LLMError):
         super().__init__(message)
 
 
+class InvalidRequestError(LLMError):
+    """The caller's request cannot be served as sent (e.g. the engine cannot compile its JSON Schema);
+    the message says what to change. The loopback server answers it with HTTP 400."""
+
+
 class ContextWindowError(LLMError):
     def __init__(self, prompt_tokens: int, max_tokens: int, context_window: int, model: str):
         self.prompt_tokens, self.max_tokens, self.context_window = prompt_tokens, max_tokens, context_window
