@@ -22,21 +22,14 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from ..llm.client import LLMClient
+from ..llm.structured import parse_as, schema_of, structured_chat
+from ..llm.tools import ToolStep, run_tool_loop
 from ..llm.types import Message, Usage, assistant, user
 from ..perception.engine import IMAGE_SUFFIXES
 from ..perception.schema import PerceptionResult, load_result
 from .prompts import STRATEGIES, PromptEngine
 from .scene_tools import SceneSession, scene_tools
-from .structured import (
-    DirectResponse,
-    ReasoningResponse,
-    SceneAnalysis,
-    grounded_analysis_schema,
-    parse_as,
-    schema_of,
-    structured_chat,
-)
-from .tools import ToolStep, run_tool_loop
+from .structured import DirectResponse, ReasoningResponse, SceneAnalysis, grounded_analysis_schema
 
 MODES = ("standard", "tools", "safety", "compare", "interactive")
 
@@ -66,6 +59,7 @@ class ReasonerAnswer:
     valid: bool = True  # the structured answer parsed and validated
     repaired: bool = False
     tool_steps: list[ToolStep] = field(default_factory=list)
+    tool_rounds: int = 0  # model turns that asked for tools (tools mode)
     allowed_tools: list[str] | None = None
     usage: Usage = field(default_factory=Usage)
     cost_usd: float | None = None
@@ -185,7 +179,8 @@ class VisualReasoner:
         value, _ = parse_as(DirectResponse, loop.answer)
         text = value.answer if value is not None else loop.answer
         return ReasonerAnswer(question, text, "tools", strategy, self.client.label, structured=value,
-                              tool_steps=loop.steps, allowed_tools=allowed, valid=value is not None), messages[-1]
+                              tool_steps=loop.steps, tool_rounds=loop.tool_rounds, allowed_tools=allowed,
+                              valid=value is not None), messages[-1]
 
     def _safety(self, scene, question, strategy) -> tuple[ReasonerAnswer, Message]:
         built = self.prompts.build(scene, question or "List every safety violation.", strategy, history=self.history)

@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from ..llm.tools import ToolRegistry
 from ..perception.schema import PerceptionResult
-from .tools import ToolRegistry
 
 ObjectClass = Literal["person", "hard_hat", "vest", "forklift", "pallet", "sign"]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
