@@ -346,6 +346,23 @@ def test_openai_compatible_needs_a_base_url(monkeypatch):
         LLMClient("openai_compatible", model="llama3")
 
 
+def test_a_custom_server_is_available_only_with_a_model_and_then_uses_it(monkeypatch):
+    monkeypatch.setenv("EFSORA_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.delenv("EFSORA_LLM_MODEL", raising=False)
+    assert "openai_compatible" not in catalog.available_providers()
+    with pytest.raises(UnknownModelError, match="set EFSORA_LLM_MODEL"):
+        LLMClient("openai_compatible")
+    monkeypatch.setenv("EFSORA_LLM_MODEL", "llama3")
+    assert "openai_compatible" in catalog.available_providers()
+    unused = FakeFlakyAdapter(0, RuntimeError())  # the model is resolved before any adapter is used
+    for provider in catalog.available_providers():  # every listed provider has a model
+        assert LLMClient(provider, adapter=unused).model
+    assert LLMClient("openai_compatible").model == "llama3"
+    assert LLMClient("openai_compatible", model="qwen3").model == "qwen3"
+    # The variable names a custom server's model, not the local one's.
+    assert LLMClient("local", adapter=unused).model == catalog.PROVIDERS["local"].default_model
+
+
 # ---- live (only with keys) ---------------------------------------------------------------------------
 @pytest.mark.live
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "deepseek", "gemini"])

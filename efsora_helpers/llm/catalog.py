@@ -186,13 +186,20 @@ def resolve_provider(provider: str | None = None) -> str:
     return "local"
 
 
+def default_model(provider: str) -> str:
+    """The model a provider uses when none is given: the catalog's default, or for a custom server
+    (which has none) ``EFSORA_LLM_MODEL``; "" when neither exists."""
+    info = provider_info(provider)
+    return info.default_model or (os.environ.get(MODEL_VARIABLE, "") if info.any_model else "")
+
+
 def available_providers() -> list[str]:
     """Providers usable now: local always, a hosted one when its key is set, a custom server when
-    ``EFSORA_LLM_BASE_URL`` is set."""
+    ``EFSORA_LLM_BASE_URL`` and ``EFSORA_LLM_MODEL`` are set (it has no model of its own)."""
     out = []
     for name, info in PROVIDERS.items():
         if info.any_model:
-            if os.environ.get(info.env_base_url or ""):
+            if os.environ.get(info.env_base_url or "") and default_model(name):
                 out.append(name)
         elif has_key(name):
             out.append(name)

@@ -82,11 +82,12 @@ class LLMClient:
                  api_key: str | None = None, timeout: float = 60.0, retry: RetryPolicy | None = None,
                  cache: ResponseCache | None = None, adapter: Provider | None = None):
         self.provider_name = catalog.resolve_provider(provider)
-        info = catalog.provider_info(self.provider_name)
-        self.model = model or (os.environ.get(catalog.MODEL_VARIABLE) if not provider else None) or info.default_model
+        self.model = (model or (os.environ.get(catalog.MODEL_VARIABLE) if not provider else None)
+                      or catalog.default_model(self.provider_name))
         if not self.model:
             raise errors.UnknownModelError(
-                f"provider {self.provider_name!r} has no default model: pass model=... (the id your server serves)")
+                f"provider {self.provider_name!r} has no default model: pass model=... or set "
+                f"{catalog.MODEL_VARIABLE} (the id your server serves)")
         self.model_info = catalog.model_info(self.provider_name, self.model)
         self.adapter = adapter or make_provider(self.provider_name, base_url, api_key, timeout)
         self.retry = retry or RetryPolicy()
