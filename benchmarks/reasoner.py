@@ -73,7 +73,8 @@ def accuracy(n: int, providers: list[str], rows_csv: str | None = None) -> pd.Da
     rows = []
     for provider in providers:
         for mode, strategy in CONFIGS:
-            rows += evaluate(lambda: VisualReasoner(LLMClient(provider)), subset, mode=mode, strategy=strategy)
+            answers = evaluate(lambda: VisualReasoner(LLMClient(provider)), subset, mode=mode, strategy=strategy)
+            rows += [a.row() for a in answers]
     df = pd.DataFrame(rows)
     if rows_csv:  # every answer, so a figure quoted from the table can be traced to its questions
         df.to_csv(rows_csv, index=False)

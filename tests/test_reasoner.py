@@ -31,7 +31,15 @@ from efsora_helpers.reasoner import (
     structured_chat,
     tools_for_question,
 )
-from efsora_helpers.reasoner.evaluation import EVAL_SCENES, build_eval_set, cv_answer, load_eval_set, score
+from efsora_helpers.reasoner.evaluation import (
+    EVAL_SCENES,
+    EvalAnswer,
+    build_eval_set,
+    cv_answer,
+    evaluate,
+    load_eval_set,
+    score,
+)
 from efsora_helpers.reasoner.prompts import untrusted_block
 
 EXAMPLE = repo_root() / "data" / "perception" / "examples" / "test_0040.json"
@@ -368,6 +376,89 @@ def test_cv_ceiling_answers_from_the_cv_json():
     questions = load_eval_set()
     ceiling = [score(q, *cv_answer(q, load_result(q.cv_path))) for q in questions]
     assert 0.6 < sum(ceiling) / len(ceiling) < 1.0  # the detector is good, not perfect
+
+
+class FakeEvalReasoner:
+    """A fake reasoner for unit tests: answers from the CV JSON by rule, off by one on every third
+    question, "yes" to every yes/no question, one tool call per answer; with ``fail_at``, a provider
+    error on that question."""
+
+    def __init__(self, fail_at: int | None = None):
+        self.client = LLMClient("openai", model="gpt-4o-mini", adapter=FakeScriptedModel([]))
+        self.asked, self.fail_at = 0, fail_at
+
+    def reset(self):
+        pass
+
+    def analyze(self, scene, question, mode, strategy):
+        from efsora_helpers.llm.errors import RateLimitError
+        from efsora_helpers.reasoner.reasoner import ReasonerAnswer
+        from efsora_helpers.reasoner.tools import ToolStep
+
+        self.asked += 1
+        if self.asked == self.fail_at:
+            raise RateLimitError("fake: rate limited")
+        q = next(q for q in load_eval_set() if q.question == question and q.cv_path.stem in scene.image_path)
+        text, number = cv_answer(q, scene)
+        if number is not None and self.asked % 3 == 0:
+            text = str(number + 1)
+        if q.kind == "yesno":
+            text = "yes"
+        step = ToolStep(ToolCall(id="1", name="count_objects", arguments={"class_name": "person"}), {"count": 1}, False)
+        return ReasonerAnswer(question, text, mode, strategy, self.client.label, tool_steps=[step], tool_rounds=1,
+                              usage=Usage(input_tokens=100 + self.asked, output_tokens=7), latency_s=0.01 * self.asked)
+
+
+def rows_as_evaluate_wrote_them_before(questions, mode, strategy):
+    """The reference: the dict rows ``evaluate`` returned before it returned EvalAnswer objects
+    (its loop body, verbatim), for the same fake answers."""
+    reasoner, rows = FakeEvalReasoner(), []
+    for q in questions:
+        result = load_result(q.cv_path)
+        answer = reasoner.analyze(result, q.question, mode=mode, strategy=strategy)
+        cv_text, cv_number = cv_answer(q, result)
+        rows.append({
+            "id": q.id, "kind": q.kind, "provider": reasoner.client.label, "mode": mode, "strategy": strategy,
+            "truth": q.truth, "answer": answer.answer, "number": answer.number,
+            "correct": score(q, answer.answer, answer.number), "cv_ceiling": score(q, cv_text, cv_number),
+            "valid": answer.valid, "tool_calls": len(answer.tool_steps), "input_tokens": answer.usage.input_tokens,
+            "output_tokens": answer.usage.output_tokens, "cost_usd": answer.cost_usd,
+            "latency_s": round(answer.latency_s, 3),
+        })
+    return rows
+
+
+def test_evaluate_returns_answer_objects_with_the_same_scores_and_rows_as_before():
+    questions = load_eval_set()
+    answers = evaluate(FakeEvalReasoner, questions, mode="tools", progress=False)
+    assert all(isinstance(a, EvalAnswer) for a in answers) and len(answers) == len(questions)
+    new_rows = [a.row() for a in answers]
+    assert [{k: v for k, v in r.items() if k not in ("tool_rounds", "error")} for r in new_rows] == \
+        rows_as_evaluate_wrote_them_before(questions, "tools", "direct")
+    assert 0 < sum(a.correct for a in answers) < sum(a.cv_ceiling for a in answers)  # the fake errs on purpose
+    a = answers[0]
+    assert (a.kind, a.expected, a.tool_rounds, a.tokens, a.error) == (questions[0].kind, questions[0].truth, 1, 108, None)
+    assert a.reasoner_answer.tool_steps[0].call.name == "count_objects"  # the whole answer, no subclass needed
+    assert a.scene.image_path.endswith(questions[0].scene + ".jpg")
+
+
+def test_a_provider_error_loses_one_question_not_the_run():
+    questions = load_eval_set()[:6]
+    answers = evaluate(lambda: FakeEvalReasoner(fail_at=5), questions, progress=False)
+    assert [a.error for a in answers] == [None] * 4 + ["RateLimitError: fake: rate limited", None]
+    lost = answers[4]
+    assert not lost.correct and not lost.valid and lost.reasoner_answer is None and lost.row()["answer"] == ""
+    assert lost.cv_ceiling == score(lost.question, *cv_answer(lost.question, lost.scene))
+
+
+def test_the_shipped_answers_score_the_same_with_todays_scorer():
+    import pandas as pd
+
+    questions = {q.id: q for q in load_eval_set()}
+    shipped = pd.read_csv(repo_root() / "benchmarks" / "results" / "reasoner_answers.csv", keep_default_na=False)
+    for row in shipped.itertuples():
+        number = int(row.number) if str(row.number) != "" else None
+        assert score(questions[row.id], str(row.answer), number) == (str(row.correct) == "True"), row.id
 
 
 # ---- the command line ---------------------------------------------------------------------------------------

@@ -5,17 +5,20 @@ The reasoner never sees the ground truth. It sees what chapter 1's engine percei
 files in ``data/reasoner/eval_cv/``, produced by :func:`write_eval_data`), so an answer can be
 wrong because the detector missed something or because the LLM misread the facts. The
 ``cv_ceiling`` column separates the two: it answers each question straight from the CV JSON with
-the warehouse rules, no LLM. Taught in ``notebooks/reasoner/05_reasoner.ipynb``.
+the warehouse rules, no LLM. :func:`evaluate` returns one :class:`EvalAnswer` per question;
+``answer.row()`` is its table row. Taught in ``notebooks/reasoner/05_reasoner.ipynb``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..llm import errors
+from ..llm.types import Usage
 from ..paths import repo_root
 from ..perception.examples import scene_ground_truth
 from ..perception.schema import PerceptionResult, load_result
@@ -137,24 +140,87 @@ def cv_answer(question: EvalQuestion, result: PerceptionResult) -> tuple[str, in
     return " / ".join(t.text for t in result.text_regions), None
 
 
+@dataclass
+class EvalAnswer:
+    """One evaluated answer: the question, what the model said, whether it is right, and its cost.
+
+    ``reasoner_answer`` is the reasoner's whole answer (structured value, tool steps, allowed tools)
+    and ``scene`` the CV facts it was asked about, so a run can be checked after the fact without
+    wrapping the reasoner. ``error`` is a provider failure that survived the retries (the answer then
+    counts as wrong)."""
+
+    question: EvalQuestion
+    provider: str
+    mode: str
+    strategy: str
+    answer: str = ""
+    number: int | None = None
+    correct: bool = False
+    cv_ceiling: bool = False  # the CV JSON answered by rule is right: the answer was within reach
+    valid: bool = False
+    latency_s: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = None
+    tool_calls: int = 0
+    tool_rounds: int = 0
+    error: str | None = None
+    reasoner_answer: Any = field(default=None, repr=False)
+    scene: PerceptionResult | None = field(default=None, repr=False)
+
+    @property
+    def kind(self) -> str:
+        return self.question.kind
+
+    @property
+    def expected(self) -> Any:
+        return self.question.truth
+
+    @property
+    def tokens(self) -> int:
+        return self.usage.total_tokens
+
+    def row(self) -> dict[str, Any]:
+        """The answer as one flat table row (for ``pandas.DataFrame([a.row() for a in answers])``)."""
+        return {
+            "id": self.question.id, "kind": self.kind, "provider": self.provider, "mode": self.mode,
+            "strategy": self.strategy, "truth": self.expected, "answer": self.answer, "number": self.number,
+            "correct": self.correct, "cv_ceiling": self.cv_ceiling, "valid": self.valid,
+            "tool_calls": self.tool_calls, "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens, "cost_usd": self.cost_usd,
+            "latency_s": round(self.latency_s, 3), "tool_rounds": self.tool_rounds, "error": self.error,
+        }
+
+
+# A request that failed after the client's retries: that question is lost, not the run. Key and
+# model errors are not here: they would fail every question the same way.
+ANSWER_ERRORS = (errors.RateLimitError, errors.ProviderTimeoutError, errors.ProviderConnectionError,
+                 errors.ProviderError, errors.ContextWindowError, errors.InvalidRequestError)
+
+
 def evaluate(reasoner_factory: Callable[[], Any], questions: list[EvalQuestion], mode: str = "standard",
-             strategy: str = "direct", progress: bool = True) -> list[dict]:
-    """One row per question: the answer, whether it is right, and what the CV JSON allowed."""
+             strategy: str = "direct", progress: bool = True) -> list[EvalAnswer]:
+    """One :class:`EvalAnswer` per question, each from a fresh history: the answer, whether it is
+    right, and what the CV JSON allowed."""
     from tqdm.auto import tqdm
 
     reasoner = reasoner_factory()
-    rows = []
+    answers = []
     for q in tqdm(questions, desc=f"{mode}/{strategy}", disable=not progress, leave=False):
         result = load_result(q.cv_path)
         reasoner.reset()
-        answer = reasoner.analyze(result, q.question, mode=mode, strategy=strategy)
         cv_text, cv_number = cv_answer(q, result)
-        rows.append({
-            "id": q.id, "kind": q.kind, "provider": reasoner.client.label, "mode": mode, "strategy": strategy,
-            "truth": q.truth, "answer": answer.answer, "number": answer.number,
-            "correct": score(q, answer.answer, answer.number), "cv_ceiling": score(q, cv_text, cv_number),
-            "valid": answer.valid, "tool_calls": len(answer.tool_steps), "input_tokens": answer.usage.input_tokens,
-            "output_tokens": answer.usage.output_tokens, "cost_usd": answer.cost_usd,
-            "latency_s": round(answer.latency_s, 3),
-        })
-    return rows
+        out = EvalAnswer(q, reasoner.client.label, mode, strategy, cv_ceiling=score(q, cv_text, cv_number),
+                         scene=result)
+        try:
+            answer = reasoner.analyze(result, q.question, mode=mode, strategy=strategy)
+        except ANSWER_ERRORS as exc:
+            out.error = f"{type(exc).__name__}: {exc}"
+            answers.append(out)
+            continue
+        out.answer, out.number, out.valid = answer.answer, answer.number, answer.valid
+        out.correct = score(q, answer.answer, answer.number)
+        out.latency_s, out.usage, out.cost_usd = answer.latency_s, answer.usage, answer.cost_usd
+        out.tool_calls, out.tool_rounds = len(answer.tool_steps), answer.tool_rounds
+        out.reasoner_answer = answer
+        answers.append(out)
+    return answers
