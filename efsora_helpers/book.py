@@ -1,9 +1,10 @@
 """The book's own machinery: the table of contents, notebook execution and the cost report.
 
 ``efsora book execute`` re-runs every notebook in ``_toc.yml`` in place with papermill (the
-reference run whose outputs are committed) and records wall time and peak memory per notebook in
-``book/appendix/notebook_costs.json``, rendered as the appendix page "What each notebook costs".
-Taught in ``book/setup/index.md``.
+reference run whose outputs are committed), two at a time on single-threaded kernels by default,
+and records wall time and peak memory per notebook in ``book/appendix/notebook_costs.json``,
+rendered as the appendix page "What each notebook costs". The test run (``conftest.py``) uses the
+same longest-first order and thread settings. Taught in ``book/setup/index.md``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +28,28 @@ from .paths import repo_root
 DEFAULT_TIME_BUDGET_S = 300
 COSTS_JSON = Path("book/appendix/notebook_costs.json")
 COSTS_PAGE = Path("book/appendix/notebook_costs.md")
+# Per-file times of the last test run (written by conftest.py), and the committed ones of a full run.
+TEST_FILE_TIMES = Path("_build/reports/test_file_times.json")
+TEST_DURATIONS = Path("tests/durations.json")
+UNKNOWN_TEST_FILE_S = 5.0
+DEFAULT_JOBS = 2
+
+# Several notebooks at once on a small CPU: one thread per process, or the kernels' thread pools
+# fight over the cores (shared/OFFLINE.md: one thread beats two on 2 shared cores). Each is a
+# library's own switch; a value already set wins.
+SINGLE_THREAD_VARIABLES = {
+    "OMP_NUM_THREADS": "1",  # PyTorch, ctranslate2, OpenBLAS; the book's ONNX Runtime sessions read it too
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OPENCV_FOR_THREADS_NUM": "1",  # OpenCV's own pool ignores OMP_NUM_THREADS
+}
+
+
+def single_threaded(env: dict) -> dict:
+    """``env`` with one thread per library unless it already says otherwise (changed in place)."""
+    for key, value in SINGLE_THREAD_VARIABLES.items():
+        env.setdefault(key, value)
+    return env
 
 
 def toc_entries(root: Path | None = None) -> list[str]:
@@ -70,6 +95,43 @@ def time_budget(notebook: Path) -> float:
     return float(meta.get("efsora", {}).get("time_budget_s", DEFAULT_TIME_BUDGET_S))
 
 
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def expected_seconds(root: Path | None = None, measured: Path | None = None) -> dict[str, float]:
+    """What each notebook and test file took last time, by path relative to the repository.
+
+    The latest figures win: ``measured`` (default ``_build/reports/test_file_times.json``, this
+    machine's last test run) over the committed ones (the cost report for notebooks,
+    ``tests/durations.json`` for test files).
+    """
+    root = root or repo_root()
+    known = {r["notebook"]: r["wall_s"] for r in _read_json(root / COSTS_JSON).get("notebooks", [])}
+    known.update(_read_json(root / TEST_DURATIONS))
+    known.update(_read_json(measured if measured is not None else root / TEST_FILE_TIMES))
+    return known
+
+
+def longest_first(paths: list[str], root: Path | None = None, measured: Path | None = None) -> list[str]:
+    """``paths`` (relative to the repository) ordered by expected time, longest first.
+
+    Handing the longest work out first makes parallel workers finish together. A notebook never
+    measured counts as its time budget (an upper bound, so it starts early); a test file as 5 s.
+    """
+    root = root or repo_root()
+    known = expected_seconds(root, measured)
+
+    def cost(rel: str) -> float:
+        if rel in known:
+            return float(known[rel])
+        if rel.endswith(".ipynb") and (root / rel).exists():
+            return time_budget(root / rel)
+        return UNKNOWN_TEST_FILE_S
+
+    return sorted(paths, key=cost, reverse=True)
+
+
 @dataclass
 class NotebookCost:
     notebook: str
@@ -94,38 +156,66 @@ def _execute_one(notebook: str) -> None:
     )
 
 
-def execute(notebooks: list[Path] | None = None, write_report: bool = True) -> list[NotebookCost]:
+def _measure_one(nb: Path, rel: str, env: dict) -> tuple[NotebookCost, int]:
+    """Run one notebook in its own process. ``os.wait4`` returns the peak resident memory of that
+    process tree's largest process (the kernel), so the figure is the notebook's, not ours."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", f"from efsora_helpers.book import _execute_one; _execute_one({str(nb)!r})"],
+        env=dict(env, EFSORA_NOTEBOOK=rel),
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    budget = time_budget(nb)
+    cost = NotebookCost(rel, round(wall, 1), round(usage.ru_maxrss / 1024, 0), budget, code == 0 and wall <= budget)
+    return cost, code
+
+
+def execute(
+    notebooks: list[Path] | None = None, write_report: bool = True, jobs: int = DEFAULT_JOBS
+) -> list[NotebookCost]:
     """Re-execute notebooks in place (all of the toc by default), measuring each one.
 
-    Each notebook runs in its own process; ``os.wait4`` returns the peak resident memory of that
-    process tree's largest process (the kernel), so the figure is the notebook's, not ours.
+    ``jobs`` notebooks run at a time, longest first, each kernel on one thread when ``jobs > 1``
+    (an ``OMP_NUM_THREADS`` already set wins). After a failure no new notebook starts; the ones
+    running finish, then the first failure is raised and no report is written.
     """
     root = repo_root()
-    notebooks = notebooks or toc_notebooks(root)
-    costs = []
-    for nb in notebooks:
-        nb = Path(nb).resolve()
-        rel = nb.relative_to(root).as_posix()
-        env = dict(os.environ, EFSORA_NOTEBOOK=rel)
+    paths = {Path(nb).resolve().relative_to(root).as_posix(): Path(nb).resolve()
+             for nb in (notebooks or toc_notebooks(root))}
+    env = dict(os.environ)
+    order = list(paths)
+    jobs = max(1, min(jobs, len(order)))
+    if jobs > 1:
+        single_threaded(env)
+        order = longest_first(order, root)
+    failed = threading.Event()
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def run(rel: str) -> NotebookCost | None:
+        if failed.is_set():
+            return None
         print(f"executing {rel} ...", flush=True)
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-c", f"from efsora_helpers.book import _execute_one; _execute_one({str(nb)!r})"],
-            env=env,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        code = os.waitstatus_to_exitcode(status)
-        budget = time_budget(nb)
-        cost = NotebookCost(rel, round(wall, 1), round(usage.ru_maxrss / 1024, 0), budget, code == 0 and wall <= budget)
-        costs.append(cost)
-        print(f"  {cost.wall_s:.1f} s, peak {cost.peak_rss_mb:.0f} MB, budget {budget:.0f} s", flush=True)
-        if code != 0:
-            raise RuntimeError(f"{rel} failed (exit {code}); its error is in the notebook and above")
-        if wall > budget:
-            raise RuntimeError(f"{rel} took {wall:.0f} s, over its {budget:.0f} s budget")
+        cost, code = _measure_one(paths[rel], rel, env)
+        with lock:
+            print(f"  {rel}: {cost.wall_s:.1f} s, peak {cost.peak_rss_mb:.0f} MB, budget {cost.budget_s:.0f} s", flush=True)
+            if code != 0:
+                errors.append(f"{rel} failed (exit {code}); its error is in the notebook and above")
+            elif not cost.ok:
+                errors.append(f"{rel} took {cost.wall_s:.0f} s, over its {cost.budget_s:.0f} s budget")
+            if errors:
+                failed.set()
+        return cost
+
+    with ThreadPoolExecutor(jobs) as pool:
+        results = {c.notebook: c for c in pool.map(run, order) if c is not None}
+    if errors:
+        raise RuntimeError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    costs = [results[rel] for rel in paths]
     if write_report:
-        _write_report(costs, root)
+        _write_report(costs, root, jobs)
     return costs
 
 
@@ -141,7 +231,7 @@ def _machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, {platform.system()}, Python {platform.python_version()}"
 
 
-def _write_report(costs: list[NotebookCost], root: Path) -> None:
+def _write_report(costs: list[NotebookCost], root: Path, jobs: int = 1) -> None:
     json_path = root / COSTS_JSON
     previous = {}
     if json_path.exists():  # a partial run keeps the other notebooks' figures
@@ -153,7 +243,9 @@ def _write_report(costs: list[NotebookCost], root: Path) -> None:
     report = {
         "date": _dt.date.today().isoformat(),
         "machine": _machine(),
-        "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+        "threads": single_threaded(dict(os.environ))["OMP_NUM_THREADS"] if jobs > 1
+        else os.environ.get("OMP_NUM_THREADS", "default"),
+        "jobs": jobs,
         "notebooks": rows,
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,7 +263,9 @@ def render_report(report: dict) -> str:
         f"Measured by the reference run on {report['date']}: {report['machine']}, "
         f"`OMP_NUM_THREADS={report['threads']}`, CI profile, no GPU. Wall time is the whole "
         "papermill run (kernel start included); peak memory is the kernel's largest resident "
-        "set. The budget is what the test run allows the notebook.",
+        "set. The budget is what the test run allows the notebook."
+        + (f" {report['jobs']} notebooks ran at a time, so each wall time includes sharing the CPU "
+           "with another notebook, as in the test run." if report.get("jobs", 1) > 1 else ""),
         "",
         "| notebook | wall time (s) | peak memory (MB) | budget (s) |",
         "| --- | ---: | ---: | ---: |",

@@ -83,6 +83,8 @@ def _book(sub) -> None:
     s = p.add_subparsers(dest="action", required=True)
     ex = s.add_parser("execute", help="re-run notebooks in place with papermill (default: all in _toc.yml)")
     ex.add_argument("notebooks", nargs="*")
+    ex.add_argument("--jobs", "-j", type=int, default=2,
+                    help="notebooks at a time, longest first, one thread each when above 1 (default 2)")
     ex.set_defaults(func=_book_execute)
     nbs = s.add_parser("notebooks", help="list the notebooks of _toc.yml in order")
     nbs.set_defaults(func=_book_notebooks)
@@ -91,7 +93,7 @@ def _book(sub) -> None:
 def _book_execute(args) -> int:
     from .book import execute
 
-    execute(args.notebooks or None)
+    execute(args.notebooks or None, jobs=args.jobs)
     return 0
 
 

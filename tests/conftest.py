@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def scratch_dir(request):
-    path = ROOT / "_build" / "test-scratch" / request.node.name
+    # The module in the path too: parallel workers may run same-named tests of two files at once.
+    path = ROOT / "_build" / "test-scratch" / request.node.module.__name__.rsplit(".", 1)[-1] / request.node.name
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     yield path
@@ -37,12 +38,21 @@ def make_notebook(cells, budget=60):
     return nb
 
 
-def run_child_pytest(target: Path, log: Path, *extra: str) -> subprocess.CompletedProcess:
-    """Run pytest --nbval-lax on ``target`` in a child session with its own guard log."""
-    env = {k: v for k, v in os.environ.items() if k not in ("EFSORA_NETGUARD_SESSION", "EFSORA_NOTEBOOK")}
+# What a child session must not inherit: the parent's session and notebook markers, the xdist worker
+# identity of a parallel parent, and options that would parallelise the child behind its back.
+PARENT_ONLY = ("EFSORA_NETGUARD_SESSION", "EFSORA_NOTEBOOK", "EFSORA_TEST_REPORTS", "PYTEST_ADDOPTS",
+               "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+
+
+def run_child_pytest(target: Path, log: Path, *extra: str, workers: int = 0) -> subprocess.CompletedProcess:
+    """Run pytest --nbval-lax on ``target`` (a notebook or a folder) in a child session with its own
+    guard log and its reports in ``log``'s folder; in one process unless ``workers`` (pytest -n)."""
+    env = {k: v for k, v in os.environ.items() if k not in PARENT_ONLY}
     env["EFSORA_NETGUARD_LOG"] = str(log)
+    env["EFSORA_TEST_REPORTS"] = str(log.parent / "reports")
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", str(target), *extra],
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", "-n", str(workers),
+         str(target), *extra],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -1,10 +1,14 @@
 """The notebook harness itself: nbval catches changed outputs, the time budget fails a slow
 notebook, the conventions checker catches each broken rule, and the toc and notebooks agree."""
 
+import json
+import os
+
 import nbformat
 import pytest
 
 from efsora_helpers.book import notebook_problems, resolve_entry, toc_entries, toc_notebooks
+from efsora_helpers.netguard import read_log
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 SETUP = "import efsora_helpers as eh\nctx = eh.setup(quiet=True)"
@@ -121,3 +125,45 @@ def test_changing_a_committed_output_of_a_book_notebook_fails(child_pytest, scra
     result = child_pytest(path, scratch_dir / "guard.jsonl")
     assert result.returncode != 0
     assert "1 failed" in result.stdout, result.stdout[-3000:]
+
+
+ATTEMPT = """import socket
+try:
+    socket.getaddrinfo("example.com", 443)
+except OSError as exc:
+    print("refused")"""
+
+
+@pytest.mark.slow
+def test_a_parallel_run_keeps_each_notebook_whole_and_merges_what_workers_saw(
+    notebook_factory, child_pytest, scratch_dir
+):
+    """pytest -n 2 (make test's mode): each notebook on one worker, in one kernel that knows its
+    notebook and runs on one thread; the controller merges both workers' times and guard entries."""
+    rel = scratch_dir.relative_to(ROOT).as_posix()
+    names = ("first", "second")
+    for name in names:
+        seen = scratch_dir / f"{name}.seen"
+        nb = notebook_factory([
+            (SETUP, (), None),
+            ("n = 2", ("parameters",), None),
+            ("import os\nprint(os.environ['EFSORA_NOTEBOOK'])", ("nbval-check-output",), f"{rel}/{name}.ipynb\n"),
+            (f"open({str(seen)!r}, 'w').write(os.environ['PYTEST_XDIST_WORKER'] + ' ' + os.environ['OMP_NUM_THREADS'])",
+             (), None),
+            (ATTEMPT, (), None),
+            ("print(n + 2)", ("nbval-check-output",), "4\n"),  # a variable of an earlier cell: the same kernel
+        ])
+        nbformat.write(nb, scratch_dir / f"{name}.ipynb")
+    log = scratch_dir / "guard.jsonl"
+    result = child_pytest(scratch_dir, log, workers=2)
+    out = result.stdout[-3000:]
+
+    assert "12 passed" in result.stdout and "failed" not in result.stdout, out
+    seen = [(scratch_dir / f"{name}.seen").read_text().split() for name in names]
+    assert sorted(worker for worker, _ in seen) == ["gw0", "gw1"], seen
+    assert {threads for _, threads in seen} == {os.environ.get("OMP_NUM_THREADS", "1")}
+    times = json.loads((scratch_dir / "reports" / "test_notebook_times.json").read_text())
+    assert sorted(times) == [f"{rel}/{name}.ipynb" for name in names]
+    # Both kernels appended to the one log; the controller listed both and failed the run.
+    assert sorted(e["notebook"] for e in read_log(log)) == [f"{rel}/{name}.ipynb" for name in names]
+    assert result.returncode != 0 and "NETWORK GUARD: 2 non-loopback attempt(s)" in result.stdout, out
