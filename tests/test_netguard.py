@@ -70,6 +70,24 @@ def test_guard_allows_loopback(tmp_path):
     assert check_log([str(log)]) == 0
 
 
+def test_processes_appending_at_once_leave_whole_lines(tmp_path):
+    """Parallel test workers and their kernels share one log: no line lost or torn."""
+    log = tmp_path / "guard.jsonl"
+    many = (
+        "import socket\n"
+        "for i in range(200):\n"
+        "    try:\n"
+        "        socket.getaddrinfo(f'host{i}.example.com', 443)\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", many], env=guarded_environment(log)) for _ in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    entries = read_log(log)  # json.loads of each line: a torn line would raise here
+    assert len(entries) == 800
+    assert len({e["pid"] for e in entries}) == 4
+
+
 def test_this_test_session_and_its_children_are_guarded():
     # An attempt here would fail the whole session, so check the wiring instead.
     import os

@@ -19,6 +19,11 @@ import sys
 import time
 import traceback
 
+try:
+    import fcntl
+except ImportError:  # Windows: O_APPEND alone
+    fcntl = None
+
 _LOG = os.environ.get("EFSORA_NETGUARD_LOG")
 _BLOCK = os.environ.get("EFSORA_NETGUARD", "block") != "log"
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", ""}
@@ -50,8 +55,18 @@ def _record(event: str, target: str) -> None:
         "target": target,
         "stack": [f"{f.filename}:{f.lineno} {f.name}" for f in frames[-6:]],
     }
-    with open(_LOG, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry) + "\n")
+    line = (json.dumps(entry) + "\n").encode("utf-8")
+    # Parallel test workers and their kernels share one log: each line goes in whole, under an
+    # exclusive lock, at the end (O_APPEND), so no two processes interleave or overwrite.
+    fd = os.open(_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _hook(event: str, args) -> None:
