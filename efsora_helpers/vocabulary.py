@@ -96,8 +96,12 @@ class EventKind(StrEnum):
 
 
 def in_zone(zone: str) -> str:
-    """The ground truth's per-worker flag for standing in `zone` (`in_forklift_zone`)."""
+    """The ground truth's per-object flag for standing in `zone` (`in_forklift_zone`)."""
     return f"in_{zone}"
+
+
+#: The per-object ground-truth flag of the forklift zone (the same word as the rule it breaks).
+IN_FORKLIFT_ZONE: str = in_zone(Zone.FORKLIFT_ZONE)
 
 
 def phrase(name: str) -> str:

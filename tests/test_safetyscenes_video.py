@@ -210,3 +210,33 @@ def test_appearance_overrides_leave_the_random_stream_alone():
 def test_too_small_a_frame_is_refused():
     with pytest.raises(ValueError):
         V.render_clip(0, seconds=1, width=160, height=90)
+
+
+@pytest.mark.parametrize("name", sorted(V.CLIPS))
+def test_shipped_clip_truth_converts_into_the_video_types(name):
+    import jsonschema
+
+    from efsora_helpers.paths import repo_root
+    from efsora_helpers.perception.schema import VideoResult, schema_text
+
+    folder = repo_root() / "data" / "safetyscenes" / "video"
+    truth = V.clip_truth(name)
+    assert VideoResult.model_validate_json(truth.model_dump_json()) == truth
+    jsonschema.validate(json.loads(truth.model_dump_json()), json.loads(schema_text(VideoResult, "efsora-video")))
+    meta = json.loads((folder / f"{name}_meta.json").read_text())
+    assert (truth.n_frames, truth.fps, truth.image_info.width) == (meta["frames"], meta["fps"], meta["width"])
+    # every event comes back exactly as the shipped file has it
+    events = json.loads((folder / f"{name}_events.json").read_text())
+    back = [{"frame": e.frame, "time_s": e.time_s, "track_id": e.track_id, "label": e.label, "type": e.kind,
+             "text": e.evidence, **({"zone": e.zone} if e.zone else {}), **e.details} for e in truth.events]
+    assert back == events
+    # every MOT row is one tracked object in its frame, and the tracks span them
+    rows = (folder / f"{name}_gt.txt").read_text().splitlines()
+    assert sum(len(f.objects) for f in truth.frames) == len(rows)
+    assert [f.frame_index for f in truth.frames] == list(range(meta["frames"]))
+    for track in truth.tracks:
+        frames = [f.frame_index for f in truth.frames if any(o.track_id == track.track_id for o in f.objects)]
+        assert (track.first_frame, track.last_frame) == (frames[0], frames[-1])
+    workers = [t for t in truth.tracks if t.label == "person"]
+    assert workers and all({"hard_hat", "vest"} <= set(t.attributes) for t in workers)
+    assert V.clip_truth(name, frames=False).frames == []

@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..vocabulary import ObjectClass
 from .preprocess import ImageError, LoadedImage, load_image, resize_max, to_bgr
 from .schema import ImageInfo, ModelInfo, PerceptionResult, ProcessingTime
 from .safety import analyze, describe
@@ -153,7 +154,7 @@ class PerceptionEngine:
             stages.append("segmentation")
         if c.ocr:
             t = time.perf_counter()
-            signs = [o.bbox for o in objects if o.label == "sign"]
+            signs = [o.bbox for o in objects if o.label == ObjectClass.SIGN]
             if c.ocr_scope == "signs" and c.detection:
                 texts = self.ocr.read_regions(loaded.bgr, signs)
             else:

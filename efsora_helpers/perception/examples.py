@@ -1,4 +1,4 @@
-"""Write the schema's JSON Schema and example results to ``data/perception/`` so later chapters
+"""Write the schema's JSON Schemas and example results to ``data/perception/`` so later chapters
 (the reasoner, the agent, the API) can start from real outputs without running chapter 1.
 
     python -m efsora_helpers.perception.examples
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ..paths import repo_root
-from .schema import PerceptionResult, write_json_schema
+from .schema import PerceptionResult, write_json_schemas
 
 # Test scenes: a lone worker without PPE; two workers without hard hats and two signs; three
 # workers, two in the forklift lane; a crowded scene where the engine miscounts the lane (honest).
@@ -57,7 +57,7 @@ def write_examples(names=EXAMPLE_SCENES) -> list[Path]:
     prepare_offline_environment()
     seed_everything(0)
     out_dir = perception_data_dir()
-    written = [write_json_schema(out_dir / "perception_result.schema.json")]
+    written = write_json_schemas(out_dir)
     engine = PerceptionEngine()
     for k, name in enumerate(names):
         # one example carries masks, so consumers see the RLE format

@@ -13,7 +13,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .schema import DetectedObject, SafetySummary, TextRegion, WorkerStatus
+from ..vocabulary import IN_FORKLIFT_ZONE, PPE, PPE_RULE, ZONE_LABELS, ZONE_RULE, Count, ObjectClass, Zone, phrase
+from .schema import DetectedObject, SafetySummary, TextRegion, Violation, WorkerStatus
 
 # A hard hat belongs to a person when its centre is inside the person's box, in the top part
 # (a hat on a shelf behind someone is not worn); a vest when its centre is in the torso band.
@@ -21,7 +22,6 @@ from .schema import DetectedObject, SafetySummary, TextRegion, WorkerStatus
 # validation split (per-worker hard-hat agreement 0.805 -> 0.829 against (0.0, 0.35)).
 HAT_BAND = (-0.1, 0.2)
 VEST_BAND = (0.15, 0.75)
-ZONE_LABELS = ("person", "forklift", "pallet")
 
 
 def ground_point(bbox: Sequence[float]) -> tuple[float, float]:
@@ -57,30 +57,48 @@ def _assign(items: list[DetectedObject], persons: list[DetectedObject], band) ->
 def analyze(objects: list[DetectedObject], zones: dict[str, list] | None = None) -> SafetySummary:
     """PPE per worker, objects per zone and the violations, from detected boxes."""
     zones = zones or {}
-    persons = [o for o in objects if o.label == "person"]
-    with_hat = _assign([o for o in objects if o.label == "hard_hat"], persons, HAT_BAND)
-    with_vest = _assign([o for o in objects if o.label == "vest"], persons, VEST_BAND)
+    persons = [o for o in objects if o.label == ObjectClass.PERSON]
+    with_hat = _assign([o for o in objects if o.label == ObjectClass.HARD_HAT], persons, HAT_BAND)
+    with_vest = _assign([o for o in objects if o.label == ObjectClass.VEST], persons, VEST_BAND)
     in_zones = {name: [o.id for o in objects if o.label in ZONE_LABELS and in_polygon(ground_point(o.bbox), poly)]
                 for name, poly in zones.items()}
     workers = [WorkerStatus(object_id=p.id, bbox=p.bbox, hard_hat=p.id in with_hat, vest=p.id in with_vest,
                             zones=[z for z, ids in in_zones.items() if p.id in ids]) for p in persons]
     violations = []
     for w in workers:
-        missing = [item for item, ok in (("hard hat", w.hard_hat), ("vest", w.vest)) if not ok]
+        missing = [phrase(item) for item, ok in ((ObjectClass.HARD_HAT, w.hard_hat), (ObjectClass.VEST, w.vest)) if not ok]
         where = f" in the {', '.join(z.replace('_', ' ') for z in w.zones)}" if w.zones else ""
         if missing:
             violations.append(f"worker {w.object_id}{where} has no {' and no '.join(missing)}")
     for name, ids in in_zones.items():
-        pallets = [i for i in ids if next(o for o in objects if o.id == i).label == "pallet"]
-        if pallets and "forklift" in name:
-            violations.append(f"{_plural(len(pallets), 'pallet')} in the {name.replace('_', ' ')}")
+        pallets = [i for i in ids if next(o for o in objects if o.id == i).label == ObjectClass.PALLET]
+        if pallets and ObjectClass.FORKLIFT in name:
+            violations.append(f"{_plural(len(pallets), phrase(ObjectClass.PALLET))} in the {name.replace('_', ' ')}")
     return SafetySummary(workers=workers, workers_without_hard_hat=sum(not w.hard_hat for w in workers),
                          workers_without_vest=sum(not w.vest for w in workers), objects_in_zones=in_zones,
-                         violations=violations)
+                         violations=violations, rule_violations=rule_violations(workers))
+
+
+def rule_violations(workers: list[WorkerStatus]) -> list[Violation]:
+    """The violations typed, per worker in order: each missing PPE item, then each zone with a rule.
+    A PPE violation names the zone the worker stands in (the first, if several)."""
+    out = []
+    for w in workers:
+        where = w.zones[0] if w.zones else None
+        for item, worn in ((ObjectClass.HARD_HAT, w.hard_hat), (ObjectClass.VEST, w.vest)):
+            if not worn:
+                out.append(Violation(worker_id=w.object_id, rule=PPE_RULE[item], zone=where, bbox=w.bbox,
+                                     evidence=f"no {phrase(item)} detected on worker {w.object_id}"))
+        x, y = ground_point(w.bbox)
+        for zone in w.zones:
+            if zone in ZONE_RULE:
+                out.append(Violation(worker_id=w.object_id, rule=ZONE_RULE[zone], zone=zone, bbox=w.bbox,
+                                     evidence=f"worker {w.object_id} stands in the {phrase(zone)} at ({x:.0f}, {y:.0f})"))
+    return out
 
 
 def _plural(n: int, word: str) -> str:
-    irregular = {"person": "people"}
+    irregular = {ObjectClass.PERSON: "people"}
     return f"{n} {word if n == 1 else irregular.get(word, word + 's')}"
 
 
@@ -89,8 +107,8 @@ def describe(objects: list[DetectedObject], text_regions: list[TextRegion], safe
     """A few sentences a person (or an LLM prompt) can read; built from the facts, not generated."""
     parts = []
     if "detection" in stages or objects:
-        counts = Counter(o.label for o in objects if o.label not in ("hard_hat", "vest"))
-        order = ["person", "forklift", "pallet", "sign"]
+        counts = Counter(o.label for o in objects if o.label not in PPE)
+        order = [ObjectClass.PERSON, ObjectClass.FORKLIFT, ObjectClass.PALLET, ObjectClass.SIGN]
         listed = [_plural(counts[k], k.replace("_", " ")) for k in sorted(counts, key=lambda k: (k not in order, order.index(k) if k in order else 0, k))]
         parts.append(("Detected " + ", ".join(listed) + ".") if listed else "No objects detected.")
     if safety is not None and safety.workers:
@@ -133,9 +151,9 @@ def compare_with_ground_truth(safety: SafetySummary, truth: dict, iou_threshold:
         "true_workers": len(truth["workers"]),
         "found": len(pairs),
         "extra": len(predicted),
-        "hard_hat_right": sum(t["hard_hat"] == p.hard_hat for t, p in pairs),
-        "vest_right": sum(t["vest"] == p.vest for t, p in pairs),
-        "zone_right": sum(t["in_forklift_zone"] == ("forklift_zone" in p.zones) for t, p in pairs),
-        "no_hard_hat_count_exact": counts["workers_without_hard_hat"] == safety.workers_without_hard_hat,
-        "no_vest_count_exact": counts["workers_without_vest"] == safety.workers_without_vest,
+        "hard_hat_right": sum(t[ObjectClass.HARD_HAT] == p.hard_hat for t, p in pairs),
+        "vest_right": sum(t[ObjectClass.VEST] == p.vest for t, p in pairs),
+        "zone_right": sum(t[IN_FORKLIFT_ZONE] == (Zone.FORKLIFT_ZONE in p.zones) for t, p in pairs),
+        "no_hard_hat_count_exact": counts[Count.WORKERS_WITHOUT_HARD_HAT] == safety.workers_without_hard_hat,
+        "no_vest_count_exact": counts[Count.WORKERS_WITHOUT_VEST] == safety.workers_without_vest,
     }

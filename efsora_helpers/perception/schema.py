@@ -3,8 +3,15 @@
 Coordinates are pixels of the *original* image, boxes are ``[x1, y1, x2, y2]`` (top-left
 inclusive, bottom-right exclusive, the COCO/ultralytics convention), times are seconds. Masks are
 off by default; when asked for they are compact: COCO run-length encoding (``rle``, the format
-``pycocotools`` reads) or a base64 PNG (``png``, what a browser shows). The JSON Schema is exported
-to ``data/perception/perception_result.schema.json`` and example outputs live beside it.
+``pycocotools`` reads) or a base64 PNG (``png``, what a browser shows). The JSON Schemas are exported
+to ``data/perception/*.schema.json`` and example outputs live beside them.
+
+Version 1.1.0 added, all optional so 1.0.0 files still load: typed violations
+(``SafetySummary.rule_violations``: worker, :class:`~efsora_helpers.vocabulary.Rule`, zone,
+evidence, box, beside the 1.0.0 sentences) and the video types chapters 5 and 6 stream and store:
+:class:`FrameResult` (one frame's objects with track ids and its safety summary), :class:`Track`,
+:class:`TrackEvent` (enter/exit zone, occlusion, violation start/end) and :class:`VideoResult`.
+Rule and event names come from :mod:`efsora_helpers.vocabulary`.
 
 Taught in ``notebooks/perception/05_engine.ipynb``.
 
@@ -23,9 +30,24 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ..vocabulary import EventKind, Rule
+
 SCHEMA_NAME = "efsora-perception"
 # Semantic versioning: a new optional field is a minor bump, a renamed or removed field a major one.
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
+SCHEMA_MAJOR = SCHEMA_VERSION.split(".")[0]
+
+
+def _readable_version(version: str) -> str:
+    # A reader of 1.x reads every 1.y (minor versions only add optional fields); 2.0 renamed something.
+    major = version.split(".")[0]
+    if major != SCHEMA_MAJOR:
+        raise ValueError(f"schema_version {version} cannot be read by this reader of {SCHEMA_VERSION} "
+                         f"(major version {SCHEMA_MAJOR}); upgrade efsora_helpers")
+    return version
+
+
+Version = Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$"), AfterValidator(_readable_version)]
 
 
 def _ordered_box(box: list[float]) -> list[float]:
@@ -93,6 +115,17 @@ class WorkerStatus(_Strict):
     zones: list[str] = Field(default_factory=list, description="zones the worker's feet are in")
 
 
+class Violation(_Strict):
+    """One rule broken by one worker (1.1.0): what the reasoner checks answers against, the agent
+    acts on, a video turns into start/end events and the API returns."""
+
+    worker_id: int = Field(ge=0, description="id of the person in objects")
+    rule: Rule
+    zone: str | None = Field(None, description="the zone the worker stands in, if any (the zone itself for a zone rule)")
+    evidence: str = Field(description="one line: what the rules saw")
+    bbox: BBox = Field(description="the worker's box")
+
+
 class SafetySummary(_Strict):
     workers: list[WorkerStatus] = Field(default_factory=list)
     workers_without_hard_hat: int = 0
@@ -101,6 +134,9 @@ class SafetySummary(_Strict):
         default_factory=dict, description="zone name -> ids of objects whose ground point is inside"
     )
     violations: list[str] = Field(default_factory=list, description="one plain sentence each")
+    rule_violations: list[Violation] = Field(
+        default_factory=list, description="1.1.0: the violations typed, one per worker and rule"
+    )
 
 
 class ProcessingTime(_Strict):
@@ -122,7 +158,7 @@ class ModelInfo(_Strict):
 
 class PerceptionResult(_Strict):
     schema_name: Literal["efsora-perception"] = SCHEMA_NAME
-    schema_version: str = SCHEMA_VERSION
+    schema_version: Version = SCHEMA_VERSION
     image_path: str
     image_info: ImageInfo
     objects: list[DetectedObject] = Field(default_factory=list)
@@ -154,25 +190,117 @@ class PerceptionBatch(_Strict):
     """What ``efsora perceive`` writes for several images: every result, and every image that failed."""
 
     schema_name: Literal["efsora-perception-batch"] = "efsora-perception-batch"
-    schema_version: str = SCHEMA_VERSION
+    schema_version: Version = SCHEMA_VERSION
     results: list[PerceptionResult] = Field(default_factory=list)
     errors: list[ImageFailure] = Field(default_factory=list)
 
 
-def json_schema() -> dict:
-    """The JSON Schema of :class:`PerceptionResult` (draft 2020-12), with its version in ``$id``."""
-    schema = PerceptionResult.model_json_schema()
+# --- video (1.1.0): what chapter 5's pipeline writes and chapter 6's API streams --------------------
+
+Detail = bool | int | float | str | None
+
+
+class TrackedObject(_Strict):
+    """A detection in one video frame, with the id of the track it belongs to."""
+
+    id: int = Field(ge=0, description="unique within the frame; the frame's safety summary refers to it")
+    track_id: int | None = Field(None, ge=0, description="the same id in every frame; null before a tracker confirms it")
+    label: str
+    confidence: Confidence
+    bbox: BBox
+    visibility: float | None = Field(None, ge=0.0, le=1.0, description="share of the object visible (ground truth)")
+
+
+class FrameResult(_Strict):
+    """One frame of a video: its objects with track ids, the zones and the frame's safety summary."""
+
+    schema_name: Literal["efsora-perception-frame"] = "efsora-perception-frame"
+    schema_version: Version = SCHEMA_VERSION
+    source: str = Field(description="the video file or stream")
+    frame_index: int = Field(ge=0, description="0-based")
+    timestamp_s: float = Field(ge=0.0, description="seconds from the start of the video")
+    objects: list[TrackedObject] = Field(default_factory=list)
+    zones: dict[str, list[Point]] = Field(default_factory=dict)
+    safety: SafetySummary | None = None
+
+
+class Track(_Strict):
+    """One tracked object over its life in a video."""
+
+    track_id: int = Field(ge=0)
+    label: str
+    first_frame: int = Field(ge=0)
+    last_frame: int = Field(ge=0)
+    first_time_s: float = Field(ge=0.0)
+    last_time_s: float = Field(ge=0.0)
+    attributes: dict[str, Detail] = Field(default_factory=dict, description="e.g. a worker's hard_hat and vest")
+
+
+class TrackEvent(_Strict):
+    """Something that happened to one track at one frame: it entered or left the frame or a zone,
+    was hidden or reappeared, or started or stopped breaking a rule."""
+
+    frame: int = Field(ge=0, description="0-based frame index")
+    time_s: float = Field(ge=0.0)
+    track_id: int = Field(ge=0)
+    label: str
+    kind: EventKind
+    zone: str | None = None
+    rule: Rule | None = Field(None, description="for violation_start and violation_end")
+    evidence: str = Field("", description="one plain sentence")
+    details: dict[str, Detail] = Field(
+        default_factory=dict, description="facts of this kind of event: edge, occluder, hidden_for_s, the worker's PPE"
+    )
+
+
+class VideoResult(_Strict):
+    """A whole video: its tracks and events, and (optionally) every frame's result."""
+
+    schema_name: Literal["efsora-video"] = "efsora-video"
+    schema_version: Version = SCHEMA_VERSION
+    source: str
+    fps: float = Field(gt=0)
+    n_frames: int = Field(ge=0)
+    image_info: ImageInfo
+    zones: dict[str, list[Point]] = Field(default_factory=dict)
+    tracks: list[Track] = Field(default_factory=list)
+    events: list[TrackEvent] = Field(default_factory=list)
+    frames: list[FrameResult] = Field(default_factory=list, description="empty when only tracks and events are kept")
+
+
+# The exported JSON Schemas: file name -> (model, name in $id).
+SCHEMA_FILES: dict[str, tuple[type[BaseModel], str]] = {
+    "perception_result.schema.json": (PerceptionResult, SCHEMA_NAME),
+    "frame_result.schema.json": (FrameResult, "efsora-perception-frame"),
+    "track_event.schema.json": (TrackEvent, "efsora-track-event"),
+    "video_result.schema.json": (VideoResult, "efsora-video"),
+}
+
+
+def json_schema(model: type[BaseModel] = PerceptionResult, name: str = SCHEMA_NAME) -> dict:
+    """The JSON Schema of ``model`` (draft 2020-12), with its version in ``$id``."""
+    schema = model.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = f"https://efsora.book/schemas/{SCHEMA_NAME}/{SCHEMA_VERSION}.json"
-    schema["title"] = f"{SCHEMA_NAME} {SCHEMA_VERSION}"
+    schema["$id"] = f"https://efsora.book/schemas/{name}/{SCHEMA_VERSION}.json"
+    schema["title"] = f"{name} {SCHEMA_VERSION}"
     return schema
 
 
-def write_json_schema(path: Path) -> Path:
+def schema_text(model: type[BaseModel] = PerceptionResult, name: str = SCHEMA_NAME) -> str:
+    """The exported file's exact text."""
+    return json.dumps(json_schema(model, name), indent=2, sort_keys=True) + "\n"
+
+
+def write_json_schema(path: Path, model: type[BaseModel] = PerceptionResult, name: str = SCHEMA_NAME) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
+    path.write_text(schema_text(model, name))
     return path
+
+
+def write_json_schemas(folder: Path) -> list[Path]:
+    """Every exported schema (:data:`SCHEMA_FILES`) into ``folder``."""
+    return [write_json_schema(Path(folder) / file, model, name) for file, (model, name) in SCHEMA_FILES.items()]
 
 
 def load_result(path: Path | str) -> PerceptionResult:

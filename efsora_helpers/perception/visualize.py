@@ -9,11 +9,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..vocabulary import ObjectClass
 from .schema import PerceptionResult, decode_mask
 
 # BGR colours; workers: green = hard hat and vest, orange = one missing, red = both missing
-CLASS_COLOURS = {"person": (200, 200, 200), "hard_hat": (0, 220, 255), "vest": (0, 140, 255),
-                 "forklift": (255, 120, 0), "pallet": (60, 120, 180), "sign": (200, 0, 200)}
+CLASS_COLOURS = {ObjectClass.PERSON: (200, 200, 200), ObjectClass.HARD_HAT: (0, 220, 255),
+                 ObjectClass.VEST: (0, 140, 255), ObjectClass.FORKLIFT: (255, 120, 0),
+                 ObjectClass.PALLET: (60, 120, 180), ObjectClass.SIGN: (200, 0, 200)}
 PPE_COLOURS = {2: (60, 180, 60), 1: (0, 160, 255), 0: (40, 40, 230)}
 
 

@@ -22,22 +22,23 @@ from ..llm.types import Usage
 from ..paths import repo_root
 from ..perception.examples import scene_ground_truth
 from ..perception.schema import PerceptionResult, load_result
+from ..vocabulary import Count, ObjectClass, Rule, Zone
 
 EVAL_SCENES = ("test_0002", "test_0004", "test_0005", "test_0009", "test_0013", "test_0015", "test_0018",
                "test_0030", "test_0040", "test_0054")
 
 # (question id, question, kind, how to read the truth from the ground truth file)
 TEMPLATES: tuple[tuple[str, str, str, Callable[[dict], Any]], ...] = (
-    ("people", "How many people are in the scene?", "count", lambda g: g["counts"]["person"]),
-    ("no_hard_hat", "How many workers are not wearing a hard hat?", "count",
-     lambda g: g["counts"]["workers_without_hard_hat"]),
-    ("no_vest", "How many workers are not wearing a safety vest?", "count",
-     lambda g: g["counts"]["workers_without_vest"]),
+    ("people", "How many people are in the scene?", "count", lambda g: g["counts"][ObjectClass.PERSON]),
+    (Rule.NO_HARD_HAT, "How many workers are not wearing a hard hat?", "count",
+     lambda g: g["counts"][Count.WORKERS_WITHOUT_HARD_HAT]),
+    (Rule.NO_VEST, "How many workers are not wearing a safety vest?", "count",
+     lambda g: g["counts"][Count.WORKERS_WITHOUT_VEST]),
     ("in_zone", "How many workers are inside the forklift zone?", "count",
-     lambda g: g["counts"].get("workers_in_forklift_zone", 0)),
-    ("forklifts", "How many forklifts are in the scene?", "count", lambda g: g["counts"]["forklift"]),
+     lambda g: g["counts"].get(Count.WORKERS_IN_FORKLIFT_ZONE, 0)),
+    ("forklifts", "How many forklifts are in the scene?", "count", lambda g: g["counts"][ObjectClass.FORKLIFT]),
     ("any_no_hat", "Is any worker missing a hard hat? Answer yes or no.", "yesno",
-     lambda g: g["counts"]["workers_without_hard_hat"] > 0),
+     lambda g: g["counts"][Count.WORKERS_WITHOUT_HARD_HAT] > 0),
     ("sign_text", "What does the sign say?", "text", lambda g: [t["text"] for t in g["text_regions"]]),
 )
 
@@ -126,17 +127,17 @@ def cv_answer(question: EvalQuestion, result: PerceptionResult) -> tuple[str, in
     """The answer the CV JSON implies, by rule (the ceiling an LLM reading it can reach)."""
     s = result.safety
     counts = {
-        "people": sum(o.label == "person" for o in result.objects),
-        "no_hard_hat": s.workers_without_hard_hat if s else 0,
-        "no_vest": s.workers_without_vest if s else 0,
-        "in_zone": sum("forklift_zone" in w.zones for w in s.workers) if s else 0,
-        "forklifts": sum(o.label == "forklift" for o in result.objects),
+        "people": sum(o.label == ObjectClass.PERSON for o in result.objects),
+        Rule.NO_HARD_HAT: s.workers_without_hard_hat if s else 0,
+        Rule.NO_VEST: s.workers_without_vest if s else 0,
+        "in_zone": sum(Zone.FORKLIFT_ZONE in w.zones for w in s.workers) if s else 0,
+        "forklifts": sum(o.label == ObjectClass.FORKLIFT for o in result.objects),
     }
     qid = question.id.split(":")[1]
     if qid in counts:
         return str(counts[qid]), counts[qid]
     if qid == "any_no_hat":
-        return ("yes" if counts["no_hard_hat"] else "no"), counts["no_hard_hat"]
+        return ("yes" if counts[Rule.NO_HARD_HAT] else "no"), counts[Rule.NO_HARD_HAT]
     return " / ".join(t.text for t in result.text_regions), None
 
 

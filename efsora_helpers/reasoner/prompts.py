@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ..llm.types import Message, assistant, system, user
 from ..perception.schema import PerceptionResult
+from ..vocabulary import Count, ObjectClass, Zone
 
 STRATEGIES = ("direct", "few_shot", "cot")
 
@@ -61,10 +62,11 @@ def compact_scene(result: PerceptionResult, boxes: bool = True, min_confidence: 
     if result.safety is not None:
         s = result.safety
         scene["workers"] = [
-            {"id": w.object_id, "hard_hat": w.hard_hat, "vest": w.vest, "zones": w.zones} for w in s.workers
+            {"id": w.object_id, ObjectClass.HARD_HAT: w.hard_hat, ObjectClass.VEST: w.vest, "zones": w.zones}
+            for w in s.workers
         ]
-        scene["workers_without_hard_hat"] = s.workers_without_hard_hat
-        scene["workers_without_vest"] = s.workers_without_vest
+        scene[Count.WORKERS_WITHOUT_HARD_HAT] = s.workers_without_hard_hat
+        scene[Count.WORKERS_WITHOUT_VEST] = s.workers_without_vest
         scene["objects_in_zones"] = s.objects_in_zones
     if result.zones:
         scene["zones"] = sorted(result.zones)
@@ -88,15 +90,16 @@ def inline_text(result: PerceptionResult) -> str:
     return "\n".join(f"Sign {t.id} says: {t.text}" for t in result.text_regions)
 
 
+_HAT, _VEST, _LANE = ObjectClass.HARD_HAT, ObjectClass.VEST, Zone.FORKLIFT_ZONE
 FEW_SHOT = [
-    ({"image": "640x480", "counts": {"person": 2, "hard_hat": 1, "vest": 2},
-      "workers": [{"id": 0, "hard_hat": True, "vest": True, "zones": []},
-                  {"id": 1, "hard_hat": False, "vest": True, "zones": []}],
-      "workers_without_hard_hat": 1, "workers_without_vest": 0},
+    ({"image": "640x480", "counts": {ObjectClass.PERSON: 2, _HAT: 1, _VEST: 2},
+      "workers": [{"id": 0, _HAT: True, _VEST: True, "zones": []},
+                  {"id": 1, _HAT: False, _VEST: True, "zones": []}],
+      Count.WORKERS_WITHOUT_HARD_HAT: 1, Count.WORKERS_WITHOUT_VEST: 0},
      "How many workers have no hard hat?", "One worker (id 1) has no hard hat."),
-    ({"image": "640x480", "counts": {"forklift": 1, "person": 1},
-      "workers": [{"id": 3, "hard_hat": True, "vest": False, "zones": ["forklift_zone"]}],
-      "workers_without_hard_hat": 0, "workers_without_vest": 1, "zones": ["forklift_zone"]},
+    ({"image": "640x480", "counts": {ObjectClass.FORKLIFT: 1, ObjectClass.PERSON: 1},
+      "workers": [{"id": 3, _HAT: True, _VEST: False, "zones": [_LANE]}],
+      Count.WORKERS_WITHOUT_HARD_HAT: 0, Count.WORKERS_WITHOUT_VEST: 1, "zones": [_LANE]},
      "Is anyone in the forklift zone?", "Yes: worker 3 is in the forklift zone, without a vest."),
 ]
 

@@ -27,6 +27,7 @@ from ..llm.tools import ToolStep, run_tool_loop
 from ..llm.types import Message, Usage, assistant, user
 from ..perception.engine import IMAGE_SUFFIXES
 from ..perception.schema import PerceptionResult, load_result
+from ..vocabulary import Rule, Zone
 from .prompts import STRATEGIES, PromptEngine
 from .scene_tools import SceneSession, scene_tools
 from .structured import DirectResponse, ReasoningResponse, SceneAnalysis, grounded_analysis_schema
@@ -270,7 +271,7 @@ def check_analysis(analysis: SceneAnalysis, scene: PerceptionResult) -> list[str
             warnings.append(f"violation names worker {v.worker_id}, who is not in the scene")
             continue
         w = workers.get(v.worker_id)
-        if w is not None and ((v.rule == "no_hard_hat" and w.hard_hat) or (v.rule == "no_vest" and w.vest)
-                              or (v.rule == "in_forklift_zone" and "forklift_zone" not in w.zones)):
+        if w is not None and ((v.rule == Rule.NO_HARD_HAT and w.hard_hat) or (v.rule == Rule.NO_VEST and w.vest)
+                              or (v.rule == Rule.IN_FORKLIFT_ZONE and Zone.FORKLIFT_ZONE not in w.zones)):
             warnings.append(f"violation {v.rule} for worker {v.worker_id} contradicts the facts")
     return warnings

@@ -16,8 +16,9 @@ from pydantic import Field
 
 from ..llm.tools import ToolRegistry
 from ..perception.schema import PerceptionResult
+from ..vocabulary import CLASSES, ObjectClass
 
-ObjectClass = Literal["person", "hard_hat", "vest", "forklift", "pallet", "sign"]
+ClassName = Literal[CLASSES]  # the plain strings: the tool schemas list them as an enum
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Pixels = Annotated[float, Field(ge=0.0, le=500.0)]
 ObjectId = Annotated[int, Field(ge=0, le=999)]  # bounded: a grammar then caps the digits a model may write
@@ -86,7 +87,7 @@ def scene_tools(session: SceneSession) -> ToolRegistry:
                 "description": r.scene_description}
 
     @registry.tool
-    def count_objects(class_name: ObjectClass, min_confidence: Fraction = 0.25) -> dict:
+    def count_objects(class_name: ClassName, min_confidence: Fraction = 0.25) -> dict:
         """Count the detected objects of one class in the current scene.
 
         Args:
@@ -109,12 +110,13 @@ def scene_tools(session: SceneSession) -> ToolRegistry:
             workers = [w for w in workers if w.object_id == worker_id]
             if not workers:
                 raise ValueError(f"no worker with id {worker_id}")
-        return {"workers": [{"id": w.object_id, "hard_hat": w.hard_hat, "vest": w.vest} for w in workers],
+        return {"workers": [{"id": w.object_id, ObjectClass.HARD_HAT: w.hard_hat, ObjectClass.VEST: w.vest}
+                            for w in workers],
                 "without_hard_hat": sum(not w.hard_hat for w in workers),
                 "without_vest": sum(not w.vest for w in workers)}
 
     @registry.tool
-    def objects_in_zone(zone: str, class_name: ObjectClass | None = None) -> dict:
+    def objects_in_zone(zone: str, class_name: ClassName | None = None) -> dict:
         """List the objects inside a named zone of the current scene (e.g. forklift_zone).
 
         Args:

@@ -21,8 +21,9 @@ from ..llm.structured import (  # noqa: F401 - re-exported: the generic half mov
     schema_of,
     structured_chat,
 )
+from ..vocabulary import RULES
 
-Rule = Literal["no_hard_hat", "no_vest", "in_forklift_zone", "other"]
+Rule = Literal[RULES]  # the plain strings, in the vocabulary's order: the JSON Schema is unchanged
 Severity = Literal["low", "medium", "high"]
 
 

@@ -76,6 +76,7 @@ def _generate(args) -> int:
 def _render(args) -> int:
     import cv2
 
+    from ..vocabulary import Count
     from .dataset import ground_truth
     from .render import render_scene
 
@@ -87,7 +88,7 @@ def _render(args) -> int:
     cv2.imwrite(str(args.out), scene.image)
     gt = ground_truth(scene, str(args.out))
     args.out.with_suffix(".json").write_text(json.dumps(gt, indent=1, sort_keys=True) + "\n")
-    print(f"{args.out}: {len(scene.instances)} objects, {gt['counts']['workers_without_hard_hat']} "
+    print(f"{args.out}: {len(scene.instances)} objects, {gt['counts'][Count.WORKERS_WITHOUT_HARD_HAT]} "
           "worker(s) without a hard hat")
     return 0
 

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ..assets import sha256_of
 
+from ..vocabulary import IN_FORKLIFT_ZONE, Count, ObjectClass
 from .render import CLASSES, CLASS_ID, Scene, render_scene
 
 # Fixed seed ranges: the shipped splits. Quality bars are measured on unseen seeds (FRESH_TEST).
@@ -115,18 +116,19 @@ def ground_truth(scene: Scene, image_path: str) -> dict:
     r = lambda v: round(float(v), 1)  # noqa: E731
     objects = [{"id": i.id, "label": i.label, "confidence": 1.0, "bbox": [r(v) for v in i.bbox]} for i in scene.instances]
     workers = []
-    for i in scene.by_label("person"):
+    hat, vest = ObjectClass.HARD_HAT, ObjectClass.VEST
+    for i in scene.by_label(ObjectClass.PERSON):
         a = i.attributes
-        workers.append({"id": i.id, "bbox": [r(v) for v in i.bbox], "hard_hat": a["hard_hat"], "vest": a["vest"],
-                        "in_forklift_zone": a["in_forklift_zone"], "pose": a["pose"]})
+        workers.append({"id": i.id, "bbox": [r(v) for v in i.bbox], hat: a[hat], vest: a[vest],
+                        IN_FORKLIFT_ZONE: a[IN_FORKLIFT_ZONE], "pose": a["pose"]})
     texts = [{"text": t.text, "bbox": [r(v) for v in t.bbox], "confidence": 1.0, "sign_id": t.sign_id}
              for t in scene.text_regions]
     counts = {label: len(scene.by_label(label)) for label in CLASSES}
     counts |= {
-        "workers_without_hard_hat": sum(not w["hard_hat"] for w in workers),
-        "workers_without_vest": sum(not w["vest"] for w in workers),
-        "workers_in_forklift_zone": sum(w["in_forklift_zone"] for w in workers),
-        "workers_in_forklift_zone_without_vest": sum(w["in_forklift_zone"] and not w["vest"] for w in workers),
+        Count.WORKERS_WITHOUT_HARD_HAT: sum(not w[hat] for w in workers),
+        Count.WORKERS_WITHOUT_VEST: sum(not w[vest] for w in workers),
+        Count.WORKERS_IN_FORKLIFT_ZONE: sum(w[IN_FORKLIFT_ZONE] for w in workers),
+        Count.WORKERS_IN_FORKLIFT_ZONE_WITHOUT_VEST: sum(w[IN_FORKLIFT_ZONE] and not w[vest] for w in workers),
     }
     return {
         "schema": "safetyscenes-ground-truth/1",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-CLASSES: tuple[str, ...] = ("person", "hard_hat", "vest", "forklift", "pallet", "sign")
+from ..vocabulary import CLASSES, IN_FORKLIFT_ZONE as IN_ZONE, ObjectClass, Zone
 CLASS_ID = {name: i for i, name in enumerate(CLASSES)}
 
 SIGN_TEXTS = (
@@ -339,7 +339,7 @@ def _worker(p: Painter, rng, ids, foot_x: float, foot_y: float, h: float, *, fac
         else:
             p.paint(p.ellipse(cx, head_cy - 0.03 * h, head_r * 0.92, head_r * 0.5, 0, 180, 360), (25, 30, 40), pid)
     return {"id": pid, "hat_id": hat_id, "vest_id": vest_id, "pose": pose, "facing": facing,
-            "foot": (float(foot_x), float(foot_y)), "hard_hat": has_hat, "vest": has_vest}
+            "foot": (float(foot_x), float(foot_y)), ObjectClass.HARD_HAT: has_hat, ObjectClass.VEST: has_vest}
 
 
 def _pallet(p: Painter, rng, owner: int, x: float, foot_y: float, w: float, loaded: bool) -> None:
@@ -483,8 +483,8 @@ def render_scene(seed: int, image_id: str | None = None, config: SceneConfig | N
     placements = []
     floor_span = cfg.height - horizon
     for kind, n in (("worker", int(rng.integers(1, cfg.max_workers + 1))),
-                    ("forklift", int(rng.integers(0, cfg.max_forklifts + 1))),
-                    ("pallet", int(rng.integers(0, cfg.max_pallets + 1))),
+                    (ObjectClass.FORKLIFT, int(rng.integers(0, cfg.max_forklifts + 1))),
+                    (ObjectClass.PALLET, int(rng.integers(0, cfg.max_pallets + 1))),
                     ("cone", int(rng.integers(0, 3)))):
         for _ in range(n):
             foot_y = horizon + rng.uniform(0.12, 1.08) * floor_span
@@ -497,9 +497,9 @@ def render_scene(seed: int, image_id: str | None = None, config: SceneConfig | N
         person_h = 40 + depth * 0.62 * cfg.height
         if kind == "worker":
             workers.append(_worker(p, rng, ids, x, foot_y, person_h * rng.uniform(0.9, 1.1)))
-        elif kind == "forklift":
+        elif kind == ObjectClass.FORKLIFT:
             forklifts.append(_forklift(p, rng, ids, x, foot_y, person_h * rng.uniform(1.0, 1.25)))
-        elif kind == "pallet":
+        elif kind == ObjectClass.PALLET:
             pid = ids()
             w = person_h * rng.uniform(0.55, 0.9)
             _pallet(p, rng, pid, x - w / 2, foot_y, w, loaded=rng.random() < 0.75)
@@ -532,28 +532,29 @@ def render_scene(seed: int, image_id: str | None = None, config: SceneConfig | N
     zone_poly = np.asarray(zone, np.float32)
     for w in workers:
         in_zone = cv2.pointPolygonTest(zone_poly, w["foot"], False) >= 0
-        person = add(w["id"], "person", {"hard_hat": w["hard_hat"], "vest": w["vest"], "pose": w["pose"],
-                                         "facing": w["facing"], "in_forklift_zone": bool(in_zone),
+        person = add(w["id"], ObjectClass.PERSON, {ObjectClass.HARD_HAT: w[ObjectClass.HARD_HAT],
+                                                   ObjectClass.VEST: w[ObjectClass.VEST], "pose": w["pose"],
+                                                   "facing": w["facing"], IN_ZONE: bool(in_zone),
                                          "hard_hat_id": w["hat_id"], "vest_id": w["vest_id"]}, children[w["id"]])
         worn_by = person.id if person else None
         if w["hat_id"]:
-            add(w["hat_id"], "hard_hat", {"worn_by": worn_by})
+            add(w["hat_id"], ObjectClass.HARD_HAT, {"worn_by": worn_by})
         if w["vest_id"]:
-            add(w["vest_id"], "vest", {"worn_by": worn_by})
+            add(w["vest_id"], ObjectClass.VEST, {"worn_by": worn_by})
     for f in forklifts:
         in_zone = cv2.pointPolygonTest(zone_poly, f["foot"], False) >= 0
-        add(f["id"], "forklift", {"carrying_pallet": f["carrying_pallet"], "facing": f["facing"],
-                                  "in_forklift_zone": bool(in_zone)})
+        add(f["id"], ObjectClass.FORKLIFT, {"carrying_pallet": f["carrying_pallet"], "facing": f["facing"],
+                                            IN_ZONE: bool(in_zone)})
         if f["pallet_id"]:
-            add(f["pallet_id"], "pallet", {"on_forklift": True})
+            add(f["pallet_id"], ObjectClass.PALLET, {"on_forklift": True})
     for pid in pallets:
-        add(pid, "pallet", {"on_forklift": False})
+        add(pid, ObjectClass.PALLET, {"on_forklift": False})
     text_regions = []
     for sid, text, box in signs:
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         readable = (p.owner[y1:y2, x1:x2] == sid).mean() >= 0.98  # text hidden behind something: no text label
-        if add(sid, "sign", {"text": text if readable else None}) is not None and readable:
+        if add(sid, ObjectClass.SIGN, {"text": text if readable else None}) is not None and readable:
             text_regions.append(TextRegion(text, box, sid))
     instances.sort(key=lambda i: i.id)
     return Scene(image_id or f"scene_{seed}", seed, image, instances, text_regions,
-                 {"forklift_zone": zone}, params)
+                 {Zone.FORKLIFT_ZONE: zone}, params)

@@ -94,6 +94,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..vocabulary import EventKind, ObjectClass, Zone, phrase
 from .render import (
     CLASS_ID,
     CLASSES,
@@ -165,7 +166,7 @@ class Clip:
 @dataclass
 class _Actor:
     id: int
-    label: str  # "person", "forklift" or "pallet"
+    label: str  # ObjectClass.PERSON, FORKLIFT or PALLET
     role: str
     xy: np.ndarray  # (n_frames, 2): the foot point (a pallet's: the middle of its front edge)
     look: list[int]  # seeds a fresh appearance rng every frame: the same draws, the same look
@@ -254,9 +255,9 @@ def _script(seed: int, W: int, H: int, seconds: float, times: np.ndarray, horizo
     xs, xe = xP - dirB * D, xP + dirB * D
     b_range = (xP - reach, xP + reach)
     b_hat, b_vest = rng.random() < 0.6, rng.random() < 0.55
-    actors.append(_Actor(b_id, "person", "hidden_walker",
+    actors.append(_Actor(b_id, ObjectClass.PERSON, "hidden_walker",
                          _path([(0, xs, yB), (t_start, xs, yB), (t_end, xe, yB), (T, xe, yB)], times),
-                         [seed, 100, b_id], b_scale, {"hard_hat": b_hat, "vest": b_vest}))
+                         [seed, 100, b_id], b_scale, {ObjectClass.HARD_HAT: b_hat, ObjectClass.VEST: b_vest}))
 
     # -- the zone walker (A): no vest, walks into the lane, stops there, walks on ------------------
     # The forklift drives between the stack and A (it passes in front of B and behind A), so its
@@ -279,10 +280,10 @@ def _script(seed: int, W: int, H: int, seconds: float, times: np.ndarray, horizo
     x_far = W + 3 * hA if dirA > 0 else -3 * hA
     t_far = t_mid + dwell + abs(x_far - x_mid) / vA
     a_hat = rng.random() < 0.5
-    actors.append(_Actor(a_id, "person", "zone_walker",
+    actors.append(_Actor(a_id, ObjectClass.PERSON, "zone_walker",
                          _path([(0, x_start, yA), (t_mid, x_mid, yA), (t_mid + dwell, x_mid, yA),
                                 (t_far, x_far, yA)], times),
-                         [seed, 100, a_id], a_scale, {"hard_hat": bool(a_hat), "vest": False}))
+                         [seed, 100, a_id], a_scale, {ObjectClass.HARD_HAT: bool(a_hat), ObjectClass.VEST: False}))
 
     # -- the passer-by (C): no hard hat, walks into view from an edge, near the camera -------------
     c_id = next(next_id)
@@ -304,8 +305,8 @@ def _script(seed: int, W: int, H: int, seconds: float, times: np.ndarray, horizo
         x_out = x_edge - dirC * 0.4 * hC
         keys = [(0, x0, yC), (t_turn, x_turn, yC), (t_turn + pause, x_turn, yC),
                 (t_turn + pause + abs(x_out - x_turn) / vC, x_out, yC)]
-    actors.append(_Actor(c_id, "person", "passer_by", _path(keys, times), [seed, 100, c_id], c_scale,
-                         {"hard_hat": False, "vest": bool(rng.random() < 0.6)},
+    actors.append(_Actor(c_id, ObjectClass.PERSON, "passer_by", _path(keys, times), [seed, 100, c_id], c_scale,
+                         {ObjectClass.HARD_HAT: False, ObjectClass.VEST: bool(rng.random() < 0.6)},
                          moving_pose="carrying" if rng.random() < 0.3 else "walking"))
 
     # -- extra workers: one wandering between spots, one working in place --------------------------
@@ -331,8 +332,8 @@ def _script(seed: int, W: int, H: int, seconds: float, times: np.ndarray, horizo
                 t += rng.uniform(0.5, 2.0)
                 keys.append((t, nx, ny))
                 x, y = nx, ny
-            actors.append(_Actor(wid, "person", "wanderer", _path(keys, times), [seed, 100, wid], scale,
-                                 {"hard_hat": hat, "vest": vest},
+            actors.append(_Actor(wid, ObjectClass.PERSON, "wanderer", _path(keys, times), [seed, 100, wid], scale,
+                                 {ObjectClass.HARD_HAT: hat, ObjectClass.VEST: vest},
                                  moving_pose="carrying" if rng.random() < 0.4 else "walking"))
         else:
             for _ in range(50):  # beside the lane, off B's stretch
@@ -344,8 +345,9 @@ def _script(seed: int, W: int, H: int, seconds: float, times: np.ndarray, horizo
                 if beside_lane and not b_range[0] - 0.3 * h <= x <= b_range[1] + 0.3 * h:
                     break
             pose = _pick(rng, ["arms_up", "standing", "carrying"])
-            actors.append(_Actor(wid, "person", "standing", _path([(0, x, y)], times), [seed, 100, wid], scale,
-                                 {"hard_hat": hat, "vest": vest}, still_pose=pose,
+            actors.append(_Actor(wid, ObjectClass.PERSON, "standing", _path([(0, x, y)], times), [seed, 100, wid],
+                                 scale,
+                                 {ObjectClass.HARD_HAT: hat, ObjectClass.VEST: vest}, still_pose=pose,
                                  still_facing=_pick(rng, ["front", "back", "left", "right"])))
 
     # -- the forklift: crosses the frame once, at a time that keeps B's occlusion clean ------------
@@ -370,19 +372,19 @@ def _script(seed: int, W: int, H: int, seconds: float, times: np.ndarray, horizo
         options = [tF - (cb - (T - 1.0)), tF + (t_end + 0.7 - ca)]
         tF = min(options, key=lambda t: abs(t - T / 2))
     carrying = bool(rng.random() < 0.5)
-    actors.append(_Actor(f_id, "forklift", "forklift",
+    actors.append(_Actor(f_id, ObjectClass.FORKLIFT, ObjectClass.FORKLIFT,
                          _path([(0, W / 2 - dirF * vF * tF, yF), (T, W / 2 + dirF * vF * (T - tF), yF)], times),
                          [seed, 200, f_id], f_scale,
                          {"carrying_pallet": carrying, "facing": side(dirF),
                           "forks_lift": round(float(rng.uniform(0.0, 0.25)), 3)}))
     if carrying:
         load_id = next(next_id)
-        actors.append(_Actor(load_id, "pallet", "load", actors[-1].xy, [], 0.0,
+        actors.append(_Actor(load_id, ObjectClass.PALLET, "load", actors[-1].xy, [], 0.0,
                              {"on_forklift": True, "forklift_id": f_id}, drawn=False))
 
     # -- pallets: the stack hiding B, and one or two more beside the lane -------------------------
     p_id = next(next_id)
-    actors.append(_Actor(p_id, "pallet", "stack", _path([(0, xP, yP)], times), look_P, wP,
+    actors.append(_Actor(p_id, ObjectClass.PALLET, "stack", _path([(0, xP, yP)], times), look_P, wP,
                          {"on_forklift": False, "loaded": True}))
     placed = [(xP - wP / 2, xP + wP / 2, yP)]
     for _ in range(int(rng.integers(1, 3))):
@@ -396,7 +398,8 @@ def _script(seed: int, W: int, H: int, seconds: float, times: np.ndarray, horizo
             free &= all(x + w / 2 < a - 6 or x - w / 2 > b + 6 for a, b, _ in placed)  # not hiding each other
             if free:
                 pid = next(next_id)
-                actors.append(_Actor(pid, "pallet", "pallet", _path([(0, x, y)], times), [seed, 300, pid], w,
+                actors.append(_Actor(pid, ObjectClass.PALLET, ObjectClass.PALLET, _path([(0, x, y)], times),
+                                     [seed, 300, pid], w,
                                      {"on_forklift": False, "loaded": bool(rng.random() < 0.75)}))
                 placed.append((x - w / 2, x + w / 2, y))
                 break
@@ -512,7 +515,7 @@ def render_clip(seed: int, seconds: float = 12.0, fps: int = 15, width: int = 64
 
     actors = _script(seed, W, H, seconds, times, horizon, zone)
     by_id = {a.id: a for a in actors}
-    motion = {a.id: _motion(a, fps, person_h) for a in actors if a.label == "person"}
+    motion = {a.id: _motion(a, fps, person_h) for a in actors if a.label == ObjectClass.PERSON}
     gainmap, blur, sigma, look = _look_field(np.random.default_rng([seed, 2]), H, W)
 
     # owner ids: a track's own id, and 1000 + 10 * id + k for its parts (hard hat, vest)
@@ -534,7 +537,7 @@ def render_clip(seed: int, seconds: float = 12.0, fps: int = 15, width: int = 64
             fx, fy = (float(v) for v in a.xy[f])
             grain = np.random.default_rng([seed, 3, a.id])  # the same grain every frame: a steady texture
             look_rng = np.random.default_rng(a.look) if a.look else None
-            if a.label == "person":
+            if a.label == ObjectClass.PERSON:
                 h = person_h(fy) * a.size
                 x0, y0 = math.floor(fx - 0.6 * h), math.floor(fy - 1.15 * h)
                 sp = Painter(math.ceil(fy + 0.1 * h) + 2 - y0, math.ceil(fx + 0.6 * h) - x0, grain)
@@ -543,8 +546,8 @@ def render_clip(seed: int, seconds: float = 12.0, fps: int = 15, width: int = 64
                 _worker(sp, look_rng, parts.__next__, fx - x0, fy - y0, h, facing=facing[f],
                         pose=a.moving_pose if moving[f] else a.still_pose,
                         phase=float(phase[f]) if moving[f] else None,
-                        hard_hat=a.attrs["hard_hat"], vest=a.attrs["vest"])
-            elif a.label == "forklift":
+                        hard_hat=a.attrs[ObjectClass.HARD_HAT], vest=a.attrs[ObjectClass.VEST])
+            elif a.label == ObjectClass.FORKLIFT:
                 size = person_h(fy) * a.size
                 x0, y0 = math.floor(fx - 1.15 * size), math.floor(fy - 1.4 * size)
                 sp = Painter(math.ceil(fy) + 4 - y0, math.ceil(fx + 1.15 * size) - x0, grain)
@@ -601,8 +604,8 @@ def render_clip(seed: int, seconds: float = 12.0, fps: int = 15, width: int = 64
         entry = {"id": a.id, "label": a.label, "role": a.role}
         entry.update({k: v for k, v in a.attrs.items() if k not in ("forks_lift", "loaded")})
         actor_list.append(entry)
-    zones = {"forklift_zone": zone}
-    events = _events(actors, feet, stats, zones["forklift_zone"], fps, W)
+    zones = {Zone.FORKLIFT_ZONE: zone}
+    events = _events(actors, feet, stats, zones[Zone.FORKLIFT_ZONE], fps, W)
     params = {"horizon": horizon, "look": look}
     return Clip(seed, fps, W, H, frames, tracks, feet, zones, events, actor_list, params)
 
@@ -612,13 +615,14 @@ def render_clip(seed: int, seconds: float = 12.0, fps: int = 15, width: int = 64
 # ---------------------------------------------------------------------------------------------
 
 def _ppe_phrase(vest: bool, hard_hat: bool) -> str:
-    missing = [name for name, worn in (("vest", vest), ("hard hat", hard_hat)) if not worn]
+    worn = ((ObjectClass.VEST, vest), (ObjectClass.HARD_HAT, hard_hat))
+    missing = [phrase(name) for name, on in worn if not on]
     return "without a " + " or ".join(missing) if missing else "wearing a vest and a hard hat"
 
 
 def _events(actors: list[_Actor], feet, stats, zone, fps: int, W: int) -> list[dict]:
     poly = np.asarray(zone, np.float32)
-    nouns = {"person": "worker", "forklift": "forklift", "pallet": "pallet"}
+    nouns = {label: phrase(label) for label in ObjectClass} | {ObjectClass.PERSON: "worker"}
     events = []
 
     def add(f, a, kind, text, **extra):
@@ -626,16 +630,16 @@ def _events(actors: list[_Actor], feet, stats, zone, fps: int, W: int) -> list[d
         text = text if "{at}" in text else text + " {at}"
         ev = {"time_s": t, "frame": f, "track_id": a.id, "label": a.label, "type": kind,
               "text": f"{nouns[a.label]} {a.id} " + text.format(at=f"at {t:.1f} s"), **extra}
-        if a.label == "person":
-            ev.update(vest=a.attrs["vest"], hard_hat=a.attrs["hard_hat"])
-        if a.label == "forklift":
+        if a.label == ObjectClass.PERSON:
+            ev.update(vest=a.attrs[ObjectClass.VEST], hard_hat=a.attrs[ObjectClass.HARD_HAT])
+        if a.label == ObjectClass.FORKLIFT:
             ev.update(carrying_pallet=a.attrs["carrying_pallet"])
         events.append(ev)
 
     for a in actors:
-        if not a.drawn or a.label == "pallet":
+        if not a.drawn or a.label == ObjectClass.PALLET:
             continue
-        worker = a.label == "person"
+        worker = a.label == ObjectClass.PERSON
         verb = "walks" if worker else "drives"
         in_zone = in_frame = None
         hidden_since, hidden_by, spells = None, None, []  # spells: (first hidden frame, back frame, by)
@@ -645,19 +649,19 @@ def _events(actors: list[_Actor], feet, stats, zone, fps: int, W: int) -> list[d
             if in_frame is not None and inside_frame != in_frame:
                 edge = "left" if x < W / 2 else "right"
                 if inside_frame:
-                    add(f, a, "enter_frame", f"{verb} into view from the {edge}", edge=edge)
+                    add(f, a, EventKind.ENTER_FRAME, f"{verb} into view from the {edge}", edge=edge)
                 else:
-                    add(f, a, "exit_frame", f"{verb} out of view on the {edge}", edge=edge)
+                    add(f, a, EventKind.EXIT_FRAME, f"{verb} out of view on the {edge}", edge=edge)
             in_frame = inside_frame
             if not worker:
                 continue
             inside = cv2.pointPolygonTest(poly, (float(x), float(y)), False) >= 0
             if in_zone is not None and inside != in_zone:
                 if inside:
-                    ppe = _ppe_phrase(a.attrs["vest"], a.attrs["hard_hat"])
-                    add(f, a, "enter_zone", f"enters the forklift zone {ppe}", zone="forklift_zone")
+                    ppe = _ppe_phrase(a.attrs[ObjectClass.VEST], a.attrs[ObjectClass.HARD_HAT])
+                    add(f, a, EventKind.ENTER_ZONE, f"enters the forklift zone {ppe}", zone=Zone.FORKLIFT_ZONE)
                 else:
-                    add(f, a, "exit_zone", "leaves the forklift zone", zone="forklift_zone")
+                    add(f, a, EventKind.EXIT_ZONE, "leaves the forklift zone", zone=Zone.FORKLIFT_ZONE)
             in_zone = inside
             visible, whole, in_view, occluder = stats[f].get(a.id, (0, 1, 0, None))
             if in_view < 0.5 * whole:  # mostly outside the frame: that is not an occlusion
@@ -675,13 +679,14 @@ def _events(actors: list[_Actor], feet, stats, zone, fps: int, W: int) -> list[d
                 continue
             if occluder is not None:
                 what = f"{nouns[next(b for b in actors if b.id == occluder).label]} {occluder}"
-                add(start, a, "occluded", f"is hidden behind {what}", occluder=occluder)
+                add(start, a, EventKind.OCCLUDED, f"is hidden behind {what}", occluder=occluder)
             else:
-                add(start, a, "occluded", "is hidden from view", occluder=None)
+                add(start, a, EventKind.OCCLUDED, "is hidden from view", occluder=None)
             if end is not None:
                 gone = round((end - start) / fps, 1)
-                add(end, a, "reappeared", f"reappears {{at}} (hidden for {gone:.1f} s)", hidden_for_s=gone)
-    order = {"exit_frame": 0, "exit_zone": 1, "occluded": 2, "reappeared": 3, "enter_frame": 4, "enter_zone": 5}
+                add(end, a, EventKind.REAPPEARED, f"reappears {{at}} (hidden for {gone:.1f} s)", hidden_for_s=gone)
+    order = {EventKind.EXIT_FRAME: 0, EventKind.EXIT_ZONE: 1, EventKind.OCCLUDED: 2, EventKind.REAPPEARED: 3,
+             EventKind.ENTER_FRAME: 4, EventKind.ENTER_ZONE: 5}
     events.sort(key=lambda e: (e["frame"], e["track_id"], order[e["type"]]))
     return events
 
@@ -796,3 +801,49 @@ def write_clips(out_dir, seconds: float = 12.0, fps: int = 15, width: int = 640,
     """Render and write every clip in :data:`CLIPS`; returns ``{name: write_clip(...)}``."""
     return {name: write_clip(render_clip(seed, seconds, fps, width, height), out_dir, name)
             for name, seed in CLIPS.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped ground truth in the perception schema's video types (chapter 5 scores against it)
+# ---------------------------------------------------------------------------------------------
+
+def clip_truth(name: str, folder: str | Path | None = None, frames: bool = True):
+    """A written clip's ground truth (``<name>_gt.txt``, ``_events.json``, ``_meta.json``,
+    ``_zones.json``) as a :class:`~efsora_helpers.perception.schema.VideoResult`: one
+    :class:`Track` per MOT id (first and last frame it is in the file), one :class:`TrackEvent` per
+    event (``type`` -> ``kind``, ``text`` -> ``evidence``, the rest in ``details``) and, with
+    ``frames``, one :class:`FrameResult` per frame. ``folder`` defaults to the shipped clips."""
+    from ..paths import repo_root
+    from ..perception.schema import FrameResult, ImageInfo, Track, TrackedObject, TrackEvent, VideoResult
+
+    shipped = repo_root() / "data" / "safetyscenes" / "video"
+    folder = Path(folder) if folder is not None else shipped
+    meta = json.loads((folder / f"{name}_meta.json").read_text())
+    zones = json.loads((folder / f"{name}_zones.json").read_text())
+    fps, classes = meta["fps"], meta["classes"]
+    per_frame: list[list[TrackedObject]] = [[] for _ in range(meta["frames"])]
+    span: dict[int, list[int]] = {}
+    for line in (folder / f"{name}_gt.txt").read_text().splitlines():
+        f, tid, x, y, w, h, conf, cls, vis = line.split(",")
+        f, tid, x, y, w, h = int(f) - meta["mot"]["frame_base"], int(tid), float(x), float(y), float(w), float(h)
+        per_frame[f].append(TrackedObject(id=tid, track_id=tid, label=classes[int(cls) - 1], confidence=float(conf),
+                                          bbox=[x, y, x + w, y + h], visibility=float(vis)))
+        first_last = span.setdefault(tid, [f, f])
+        first_last[0], first_last[1] = min(first_last[0], f), max(first_last[1], f)
+    actors = {a["id"]: a for a in meta["actors"]}
+    tracks = [Track(track_id=tid, label=actors[tid]["label"], first_frame=a, last_frame=b,
+                    first_time_s=round(a / fps, 3), last_time_s=round(b / fps, 3),
+                    attributes={k: v for k, v in actors[tid].items() if k not in ("id", "label")})
+              for tid, (a, b) in sorted(span.items())]
+    core = ("frame", "time_s", "track_id", "label", "type", "zone", "text")
+    events = [TrackEvent(frame=e["frame"], time_s=e["time_s"], track_id=e["track_id"], label=e["label"],
+                         kind=e["type"], zone=e.get("zone"), evidence=e["text"],
+                         details={k: v for k, v in e.items() if k not in core})
+              for e in json.loads((folder / f"{name}_events.json").read_text())]
+    video = folder / f"{name}.webm"
+    source = video.relative_to(repo_root()).as_posix() if video.is_relative_to(repo_root()) else str(video)
+    frame_results = [FrameResult(source=source, frame_index=f, timestamp_s=round(f / fps, 3), objects=objs,
+                                 zones=zones) for f, objs in enumerate(per_frame)] if frames else []
+    return VideoResult(source=source, fps=fps, n_frames=meta["frames"],
+                       image_info=ImageInfo(width=meta["width"], height=meta["height"]),
+                       zones=zones, tracks=tracks, events=events, frames=frame_results)
