@@ -1,5 +1,7 @@
 """The book: parameters worth exercising, a clean build with warnings as errors, no secrets."""
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -62,3 +64,45 @@ def test_no_key_is_committed():
                 leaks.append(name)
     assert leaks == []
     assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_longest_first_prefers_the_latest_measurement(tmp_path, notebook_factory):
+    from efsora_helpers.book import COSTS_JSON, TEST_DURATIONS, longest_first
+
+    (tmp_path / COSTS_JSON).parent.mkdir(parents=True)
+    (tmp_path / COSTS_JSON).write_text(json.dumps({"notebooks": [
+        {"notebook": "notebooks/a.ipynb", "wall_s": 50.0}, {"notebook": "notebooks/b.ipynb", "wall_s": 10.0}]}))
+    (tmp_path / TEST_DURATIONS).parent.mkdir(parents=True)
+    (tmp_path / TEST_DURATIONS).write_text(json.dumps({"tests/test_slow.py": 30.0, "tests/test_fast.py": 1.0}))
+    measured = tmp_path / "times.json"
+    measured.write_text(json.dumps({"notebooks/b.ipynb": 70.0}))  # this machine's last run wins
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(notebook_factory([("pass", (), None)], budget=40), tmp_path / "notebooks" / "new.ipynb")
+    paths = ["tests/test_fast.py", "tests/test_unknown.py", "notebooks/new.ipynb", "tests/test_slow.py",
+             "notebooks/a.ipynb", "notebooks/b.ipynb"]
+    assert longest_first(paths, tmp_path, measured) == [
+        "notebooks/b.ipynb", "notebooks/a.ipynb", "notebooks/new.ipynb",  # never measured: its budget
+        "tests/test_slow.py", "tests/test_unknown.py", "tests/test_fast.py",  # unknown: 5 s
+    ]
+
+
+@pytest.mark.slow
+def test_execute_runs_two_notebooks_at_a_time(notebook_factory, scratch_dir):
+    from efsora_helpers.book import execute
+
+    paths = []
+    for name in ("one", "two"):
+        stamp = "f'{time.time()} {os.environ[\"OMP_NUM_THREADS\"]}\\n'"  # when, and on how many threads
+        record = f"open({str(scratch_dir / name)!r}, 'a').write({stamp})"
+        nb = notebook_factory([("import os, time", (), None), (f"{record}\ntime.sleep(5)\n{record}", (), None)])
+        paths.append(scratch_dir / f"{name}.ipynb")
+        nbformat.write(nb, paths[-1])
+    costs = execute(paths, write_report=False, jobs=2)
+    assert [c.notebook for c in costs] == [p.relative_to(ROOT).as_posix() for p in paths]
+    assert all(c.ok and c.peak_rss_mb > 0 for c in costs)
+    (start1, threads1), (end1, _) = [line.split() for line in (scratch_dir / "one").read_text().splitlines()]
+    (start2, threads2), (end2, _) = [line.split() for line in (scratch_dir / "two").read_text().splitlines()]
+    assert float(start2) < float(end1) and float(start1) < float(end2), "the two did not run at the same time"
+    assert {threads1, threads2} == {os.environ.get("OMP_NUM_THREADS", "1")}
+    ran = [nbformat.read(p, as_version=4).cells[1].execution_count for p in paths]
+    assert ran == [2, 2], "each notebook was executed in place"

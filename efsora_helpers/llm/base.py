@@ -22,6 +22,6 @@ class Provider(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` for this provider. The default is the local model's tokenizer: an
         estimate for hosted models (each has its own tokenizer), exact for the local one."""
-        from .local import load_local_model
+        from .ort_runtime import load_default_model
 
-        return load_local_model().count_tokens(text)
+        return load_default_model().count_tokens(text)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,48 @@ def _cache_dir(gguf: Path, sha256: str) -> Path:
     return efsora_home() / "cache" / "llm" / f"{gguf.stem}-{sha256[:12]}-tf{transformers.__version__}"
 
 
+def _dequantised_path(asset: str) -> tuple[Path, Path]:
+    from ..assets import asset as asset_entry
+    from ..assets import get_asset
+
+    gguf = get_asset(asset)
+    return _cache_dir(gguf, asset_entry(asset).sha256 or "unpinned"), gguf
+
+
+def dequantised_dir(asset: str = ASSET) -> Path:
+    """The float32 HF folder of the GGUF weights, written on first use (~15 s) and cached.
+
+    Both runtimes start from it: the transformers loop loads it, and onnxruntime-genai's model
+    builder converts it (``ort_runtime.py``).
+    """
+    cache, gguf = _dequantised_path(asset)
+    if (cache / "model.safetensors").exists():
+        return cache
+    import torch
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"Dequantising {gguf.name} into {cache} (once per machine, ~15 s)...", file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(tmp)
+    config = json.loads((tmp / "config.json").read_text())
+    config.pop("quantization_config", None)  # the saved weights are plain float32
+    (tmp / "config.json").write_text(json.dumps(config, indent=2))
+    model.generation_config.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    save_model(model, str(tmp / "model.safetensors"))
+    try:
+        tmp.rename(cache)  # atomic: a crashed first load never leaves a half-written cache
+    except OSError:  # another process won the race
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return cache
+
+
 class LocalModel:
     """A causal LM plus its tokenizer, loaded once per process (see :func:`load_local_model`)."""
 
@@ -61,23 +104,13 @@ class LocalModel:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ..assets import asset as asset_entry
-        from ..assets import get_asset
-
         if threads or os.environ.get("OMP_NUM_THREADS"):
             torch.set_num_threads(int(threads or os.environ["OMP_NUM_THREADS"]))
-        gguf = get_asset(asset)
-        cache = _cache_dir(gguf, asset_entry(asset).sha256 or "unpinned")
         t0 = time.perf_counter()
-        if (cache / "model.safetensors").exists():
-            self.tokenizer = AutoTokenizer.from_pretrained(cache)
-            self.model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32)
-            self.loaded_from = "cache"
-        else:
-            self.tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            self.model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-            self._write_cache(cache)
-            self.loaded_from = "gguf"
+        self.loaded_from = "cache" if (_dequantised_path(asset)[0] / "model.safetensors").exists() else "gguf"
+        cache = dequantised_dir(asset)
+        self.tokenizer = AutoTokenizer.from_pretrained(cache)
+        self.model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32)
         self.load_s = time.perf_counter() - t0
         self.model.eval()
         self.name = MODEL_ID
@@ -88,25 +121,6 @@ class LocalModel:
         self._lock = threading.Lock()  # one generation at a time (the server is threaded)
         self._compiler = None
         self._grammars: dict[str, Any] = {}
-
-    def _write_cache(self, cache: Path) -> None:
-        from safetensors.torch import save_model
-
-        tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
-        tmp.mkdir(parents=True, exist_ok=True)
-        self.model.config.save_pretrained(tmp)
-        config = json.loads((tmp / "config.json").read_text())
-        config.pop("quantization_config", None)  # the saved weights are plain float32
-        (tmp / "config.json").write_text(json.dumps(config, indent=2))
-        self.model.generation_config.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
-        save_model(self.model, str(tmp / "model.safetensors"))
-        try:
-            tmp.rename(cache)  # atomic: a crashed first load never leaves a half-written cache
-        except OSError:  # another process won the race
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
 
     # ---- text ---------------------------------------------------------------------------------
     def render(self, messages: list[dict[str, str]]) -> str:

@@ -18,7 +18,8 @@ from typing import Iterator
 
 from .base import Provider
 from .errors import ContextWindowError
-from .local import MODEL_ID, load_local_model
+from .local import MODEL_ID
+from .ort_runtime import load_default_model
 from .types import ChatRequest, ChatResponse, Message, StreamEvent, ToolCall, ToolSpec, Usage, schema_instruction
 
 ANSWER_MAX_CHARS = 400  # bounds a constrained free-text answer so it closes within max_tokens
@@ -125,7 +126,7 @@ class LocalProvider(Provider):
     def __init__(self, model: str = MODEL_ID, repetition_penalty: float = 1.1):
         self.model_id = model
         self.repetition_penalty = repetition_penalty
-        self.llm = load_local_model()
+        self.llm = load_default_model()  # onnxruntime-genai; EFSORA_LLM_RUNTIME=transformers: the loop
 
     def count_tokens(self, text: str) -> int:
         return self.llm.count_tokens(text)
