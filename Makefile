@@ -2,6 +2,7 @@
 #   make book   set up, re-execute every notebook, build the HTML book into _build/html
 #   make test   set up, run every test and execute every notebook with nbval
 # Both work offline with no API keys. Other targets: setup, html, execute, questions, clean.
+# JOBS=2 (default): notebooks and test files run two at a time, one thread each; JOBS=1 one by one.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -9,10 +10,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 NETGUARD_LOG_DIR := _build/netguard
+JOBS ?= 2
+# pytest-xdist workers for make test: each file whole on one worker, longest first (conftest.py)
+PARALLEL = $(if $(filter-out 0 1,$(JOBS)),-n $(JOBS) --dist loadfile)
 # Every Python process of a guarded command loads the network guard (tools/netguard).
 GUARD = PYTHONPATH=$(CURDIR)/tools/netguard EFSORA_NETGUARD_LOG=$(CURDIR)/$(NETGUARD_LOG_DIR)/$(1).jsonl
 
-# On 2 shared cores one BLAS/OpenMP thread is faster than two (measured: shared/OFFLINE.md).
+# On 2 shared cores one BLAS/OpenMP thread is faster than two (measured: shared/OFFLINE.md);
+# with JOBS > 1 the test run and book execute set one thread per process anyway.
 ifdef CI
 export OMP_NUM_THREADS := 1
 endif
@@ -42,7 +47,7 @@ questions: setup
 ## execute: re-run every notebook in place (the reference run) and write the cost report
 execute: setup
 	mkdir -p $(NETGUARD_LOG_DIR) && : > $(NETGUARD_LOG_DIR)/execute.jsonl
-	$(call GUARD,execute) $(BIN)/efsora book execute
+	$(call GUARD,execute) $(BIN)/efsora book execute --jobs $(JOBS)
 	$(BIN)/python -m efsora_helpers.netguard $(NETGUARD_LOG_DIR)/execute.jsonl
 
 ## html: render the book from the committed notebooks (no execution), warnings are errors
@@ -63,7 +68,7 @@ endif
 ## test: every unit test, every notebook (nbval, lax), the conventions, the network guard
 test: setup
 	mkdir -p $(NETGUARD_LOG_DIR)
-	$(call GUARD,test) $(BIN)/python -m pytest --nbval-lax $(PYTEST_ARGS)
+	$(call GUARD,test) $(BIN)/python -m pytest --nbval-lax $(PARALLEL) $(PYTEST_ARGS)
 	$(BIN)/python -m efsora_helpers.netguard $(NETGUARD_LOG_DIR)/test.jsonl
 
 clean:
