@@ -94,7 +94,29 @@ def dequantised_dir(asset: str = ASSET) -> Path:
     return cache
 
 
-class LocalModel:
+class ChatText:
+    """Prompt text and token ids from the HF tokenizer, shared by both runtimes so that a prompt is
+    byte-identical (and counts the same tokens) whichever runtime serves it."""
+
+    tokenizer: Any
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The exact prompt text: the chat template applied to role/content dicts."""
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def stop_token_ids(self) -> set[int]:
+        return {self.tokenizer.eos_token_id} | {
+            self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")
+        }
+
+
+class LocalModel(ChatText):
     """A causal LM plus its tokenizer, loaded once per process (see :func:`load_local_model`)."""
 
     def __init__(self, asset: str = ASSET, threads: int | None = None):
@@ -115,23 +137,10 @@ class LocalModel:
         self.model.eval()
         self.name = MODEL_ID
         self.context_window = int(self.model.config.max_position_embeddings)
-        self.eos_ids = {self.tokenizer.eos_token_id} | {
-            self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")
-        }
+        self.eos_ids = self.stop_token_ids()
         self._lock = threading.Lock()  # one generation at a time (the server is threaded)
         self._compiler = None
         self._grammars: dict[str, Any] = {}
-
-    # ---- text ---------------------------------------------------------------------------------
-    def render(self, messages: list[dict[str, str]]) -> str:
-        """The exact prompt text: the chat template applied to role/content dicts."""
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False).input_ids
 
     # ---- grammars -----------------------------------------------------------------------------
     def compiled_grammar(self, schema: dict | None):

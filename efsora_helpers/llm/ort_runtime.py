@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import LLMError
-from .local import ASSET, MODEL_ID, Generation, _dequantised_path, dequantised_dir, load_local_model
+from .local import ASSET, MODEL_ID, ChatText, Generation, _dequantised_path, dequantised_dir, load_local_model
 
 RUNTIME_VARIABLE = "EFSORA_LLM_RUNTIME"
 RUNTIMES = ("onnx", "transformers")
@@ -127,7 +127,7 @@ def guidance_schema(schema: dict | None) -> dict:
     return {**closed, "x-guidance": {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}}
 
 
-class RuntimeModel:
+class RuntimeModel(ChatText):
     """SmolLM2 on onnxruntime-genai with the interface ``LocalProvider`` uses from ``LocalModel``."""
 
     def __init__(self, precision: str = PRECISION, asset: str = ASSET, threads: int | None = None):
@@ -151,21 +151,8 @@ class RuntimeModel:
         self.load_s = time.perf_counter() - t0
         self.name = MODEL_ID
         self.context_window = int(json.loads((self.path / "genai_config.json").read_text())["model"]["context_length"])
-        self.eos_ids = {self.tokenizer.eos_token_id} | {
-            self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")
-        }
+        self.eos_ids = self.stop_token_ids()
         self._lock = threading.Lock()  # one generation at a time (the server is threaded)
-
-    # ---- text ---------------------------------------------------------------------------------
-    def render(self, messages: list[dict[str, str]]) -> str:
-        """The exact prompt text: the chat template applied to role/content dicts."""
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False).input_ids
 
     # ---- generation ---------------------------------------------------------------------------
     def generate(
