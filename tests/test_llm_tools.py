@@ -102,6 +102,7 @@ def test_call_by_name_or_tool_call_never_raises_for_a_models_mistake():
     ok = registry.call("count_workers", arguments={"zone": "dock"})
     assert isinstance(ok, ToolResult) and ok == ({"zone": "dock", "count": 3}, False)
     assert ok.content == json.dumps({"zone": "dock", "count": 3})
+    assert repr(ok) == repr(({"zone": "dock", "count": 3}, False))  # prints as the pair it always was
     value, is_error = registry.call(call("count_workers", zone="roof"))
     assert is_error and "zone: Input should be 'dock' or 'aisle'" in value
     for result, message in (

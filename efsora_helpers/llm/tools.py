@@ -59,6 +59,11 @@ class ToolResult(NamedTuple):
         """The text a tool message carries back to the model."""
         return self.value if isinstance(self.value, str) else json.dumps(self.value)
 
+    def __repr__(self) -> str:
+        # Printed as the (value, is_error) pair it was before it had names: checked notebook
+        # outputs show it.
+        return repr(tuple(self))
+
 
 def _docstring_parts(fn: Callable) -> tuple[str, dict[str, str]]:
     """The summary paragraph and the ``Args:`` descriptions of a Google-style docstring."""
