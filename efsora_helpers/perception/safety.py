@@ -66,7 +66,8 @@ def analyze(objects: list[DetectedObject], zones: dict[str, list] | None = None)
                             zones=[z for z, ids in in_zones.items() if p.id in ids]) for p in persons]
     violations = []
     for w in workers:
-        missing = [phrase(item) for item, ok in ((ObjectClass.HARD_HAT, w.hard_hat), (ObjectClass.VEST, w.vest)) if not ok]
+        worn = ((ObjectClass.HARD_HAT, w.hard_hat), (ObjectClass.VEST, w.vest))
+        missing = [phrase(item) for item, ok in worn if not ok]
         where = f" in the {', '.join(z.replace('_', ' ') for z in w.zones)}" if w.zones else ""
         if missing:
             violations.append(f"worker {w.object_id}{where} has no {' and no '.join(missing)}")
@@ -92,8 +93,9 @@ def rule_violations(workers: list[WorkerStatus]) -> list[Violation]:
         x, y = ground_point(w.bbox)
         for zone in w.zones:
             if zone in ZONE_RULE:
+                evidence = f"worker {w.object_id} stands in the {phrase(zone)} at ({x:.0f}, {y:.0f})"
                 out.append(Violation(worker_id=w.object_id, rule=ZONE_RULE[zone], zone=zone, bbox=w.bbox,
-                                     evidence=f"worker {w.object_id} stands in the {phrase(zone)} at ({x:.0f}, {y:.0f})"))
+                                     evidence=evidence))
     return out
 
 

@@ -121,7 +121,7 @@ class Violation(_Strict):
 
     worker_id: int = Field(ge=0, description="id of the person in objects")
     rule: Rule
-    zone: str | None = Field(None, description="the zone the worker stands in, if any (the zone itself for a zone rule)")
+    zone: str | None = Field(None, description="the zone the worker stands in, if any (for a zone rule: that zone)")
     evidence: str = Field(description="one line: what the rules saw")
     bbox: BBox = Field(description="the worker's box")
 
@@ -204,7 +204,7 @@ class TrackedObject(_Strict):
     """A detection in one video frame, with the id of the track it belongs to."""
 
     id: int = Field(ge=0, description="unique within the frame; the frame's safety summary refers to it")
-    track_id: int | None = Field(None, ge=0, description="the same id in every frame; null before a tracker confirms it")
+    track_id: int | None = Field(None, ge=0, description="the same in every frame; null until a tracker confirms it")
     label: str
     confidence: Confidence
     bbox: BBox
