@@ -232,7 +232,7 @@ def test_the_openapi_document_shows_the_contract_and_the_error_shape(client):
 # ---- the provider's errors -----------------------------------------------------------------------------
 @pytest.mark.parametrize("error, status, fragment", [
     (ContextWindowError(9000, 100_000, 8192, MODEL), 400, "context window"),
-    (InvalidRequestError("the engine cannot compile this schema: 'patternProperties' is not supported"), 400,
+    (InvalidRequestError("the engine cannot compile this schema: regex parse error:\n  (?<=a)b\n  ^^^^"), 400,
      "cannot compile"),
     (RuntimeError("tensor shape mismatch in layer 3"), 500, "internal server error (RuntimeError)"),
 ])
@@ -241,7 +241,14 @@ def test_provider_errors_map_to_a_status_without_a_traceback(error, status, frag
     client = TestClient(create_app(FakeFailingProvider(error), MODEL), raise_server_exceptions=False)
     reply = client.post(URL, json=body(stream=stream))
     assert reply.status_code == status and fragment in reply.json()["error"]["message"]
+    assert "\n" not in reply.json()["error"]["message"]
     assert "Traceback" not in reply.text and "layer 3" not in reply.text
+
+
+def test_the_fast_runtimes_schema_error_is_the_callers_fault():
+    from efsora_helpers.llm.ort_runtime import UnsupportedSchemaError
+
+    assert issubclass(UnsupportedSchemaError, InvalidRequestError)  # so the server answers it with 400
 
 
 def test_a_stream_that_fails_midway_ends_with_an_error_event_the_sdk_raises():

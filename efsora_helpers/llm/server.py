@@ -104,7 +104,8 @@ class ErrorBody(BaseModel):
 
 
 def error_body(message: str, kind: str, code: str | None = None, param: str | None = None) -> dict:
-    return {"error": {"message": message, "type": kind, "code": code, "param": param}}
+    # One line: an engine's message can span several (llguidance prints the regex it could not parse).
+    return {"error": {"message": " ".join(message.split()), "type": kind, "code": code, "param": param}}
 
 
 def error_response(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
