@@ -18,7 +18,7 @@ import pandas as pd
 
 import efsora_helpers as eh
 from efsora_helpers.llm import LLMClient, ResponseCache, available_providers
-from efsora_helpers.llm.local import load_local_model
+from efsora_helpers.llm.ort_runtime import load_default_model, selected_runtime
 from efsora_helpers.perception.schema import load_result
 from efsora_helpers.reasoner import PromptEngine, VisualReasoner, render
 from efsora_helpers.reasoner.evaluation import evaluate, load_eval_set
@@ -28,7 +28,7 @@ CONFIGS = [("standard", "direct"), ("standard", "few_shot"), ("standard", "cot")
 
 
 def speed(rounds: int) -> dict:
-    llm = load_local_model()
+    llm = load_default_model()  # the provider's runtime: EFSORA_LLM_RUNTIME=transformers for the old loop
     questions = load_eval_set()
     scene = load_result(questions[0].cv_path)
     engine = PromptEngine(llm.count_tokens)
@@ -42,7 +42,8 @@ def speed(rounds: int) -> dict:
     return {
         "prompt_tokens": free[0].prompt_tokens,
         "load_s": round(llm.load_s, 2),
-        "loaded_from": llm.loaded_from,
+        "runtime": selected_runtime() + (f" {llm.precision}" if hasattr(llm, "precision") else ""),
+        "loaded_from": getattr(llm, "loaded_from", "cache"),
         "ttft_s": round(med([g.first_token_s for g in free]), 3),
         "decode_tok_s": round(med([g.tokens_per_s for g in free]), 1),
         "decode_tok_s_constrained": round(med([g.tokens_per_s for g in constrained]), 1),

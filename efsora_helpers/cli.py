@@ -113,10 +113,11 @@ def _env(sub) -> None:
 
 
 def _env_run(args) -> int:
-    from .env import setup
+    from .env import prepare_local_llm, setup
 
     chapter = int(args.chapter) if args.chapter.isdigit() else args.chapter
     setup(chapter=chapter)
+    print(prepare_local_llm())  # built here once, so no notebook waits for it
     try:  # persist ultralytics' no-sync setting once, where ultralytics is installed
         from ultralytics import settings
 

@@ -173,6 +173,26 @@ def prepare_offline_environment(online: bool = False) -> None:
             shutil.copyfile(dejavu, target)
 
 
+def prepare_local_llm() -> str:
+    """Build the local model's fast runtime once, during ``make setup`` (``efsora env``).
+
+    Dequantises the shipped GGUF (~15 s) and converts it with onnxruntime-genai's model builder
+    (~10 s), both offline, so that no notebook pays for it. Returns a one-line status; a machine
+    without the chapter 2 packages gets a note, not an error.
+    """
+    from .assets import AssetError
+
+    try:
+        from .llm.ort_runtime import PRECISION, build_runtime_model
+    except ImportError as exc:
+        return f"local LLM runtime: skipped ({exc.name} is not installed; pip install -e '.[llm]')"
+    try:
+        path = build_runtime_model()
+    except (AssetError, ImportError) as exc:
+        return f"local LLM runtime: skipped ({exc})"
+    return f"local LLM runtime: onnxruntime-genai {PRECISION} at {path}"
+
+
 def load_dotenv_keys() -> dict[str, bool]:
     """Read a git-ignored ``.env`` at the repository root (never overriding the environment) and
     report which provider keys are present. Values are never returned or printed."""

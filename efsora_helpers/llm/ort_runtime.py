@@ -27,10 +27,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from .errors import LLMError
+from .errors import InvalidRequestError, LLMError
 from .local import ASSET, MODEL_ID, ChatText, Generation, _dequantised_path, dequantised_dir, load_local_model
 
 RUNTIME_VARIABLE = "EFSORA_LLM_RUNTIME"
+PRECISION_VARIABLE = "EFSORA_LLM_PRECISION"  # for measuring the others; the book runs PRECISION
 RUNTIMES = ("onnx", "transformers")
 PRECISIONS = ("fp32", "int8", "int4")
 PRECISION = "int8"  # chosen by measurement: see book/reasoner/overview.md, "The local runtime"
@@ -41,7 +42,7 @@ class RuntimeBuildError(LLMError):
     pass
 
 
-class UnsupportedSchemaError(LLMError):
+class UnsupportedSchemaError(InvalidRequestError):
     """llguidance could not compile the JSON Schema: a bad request, not a model failure."""
 
 
@@ -231,9 +232,13 @@ class RuntimeModel(ChatText):
         return Generation(text, out_ids, len(ids), finish, first_token_s, time.perf_counter() - t0)
 
 
-@lru_cache(maxsize=2)
-def load_runtime_model(precision: str = PRECISION, asset: str = ASSET) -> RuntimeModel:
+def load_runtime_model(precision: str | None = None, asset: str = ASSET) -> RuntimeModel:
     """One onnxruntime-genai model per process: the provider and the loopback server share it."""
+    return _load_runtime_model(precision or os.environ.get(PRECISION_VARIABLE) or PRECISION, asset)
+
+
+@lru_cache(maxsize=3)
+def _load_runtime_model(precision: str, asset: str) -> RuntimeModel:
     return RuntimeModel(precision, asset)
 
 
