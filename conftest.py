@@ -10,8 +10,10 @@
 In parallel (pytest-xdist, ``make test`` runs ``-n 2 --dist loadfile``):
 
 * each file runs whole on one worker (a notebook keeps its one kernel), handed out longest first
-  by ``efsora_helpers.book.longest_first`` so the workers finish together; refresh the committed
-  test-file times with ``tests/durations.json`` from a full run's ``test_file_times.json``;
+  by ``efsora_helpers.book.longest_first`` so the workers finish together. It reads this
+  machine's last ``test_file_times.json``, else the committed times: the cost report for
+  notebooks and ``tests/durations.json`` for test files (copy a full run's ``tests/`` entries
+  there when a test file becomes much slower or faster);
 * every worker and kernel runs on one thread (``book.SINGLE_THREAD_VARIABLES``);
 * the workers append to the controller's one guard log, and the controller reports it and merges
   the workers' notebook times.
