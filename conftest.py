@@ -144,6 +144,16 @@ def pytest_testnodedown(node, error):
     _finished.update(getattr(node, "workeroutput", {}).get(WORKER_TIMES, {}))
 
 
+def _ran_whole_files(session, exitstatus) -> bool:
+    """Whether each file that ran ran all its tests, so its time is worth keeping for scheduling
+    (one test of a slow file, remembered as the file's time, would start that file last)."""
+    opt = session.config.option
+    chosen = opt.keyword or opt.markexpr or getattr(opt, "deselect", None)
+    chosen = chosen or any("::" in arg for arg in session.config.args)  # a test, not a file
+    stopped_early = opt.maxfail and exitstatus != pytest.ExitCode.OK
+    return not chosen and not stopped_early and exitstatus != pytest.ExitCode.INTERRUPTED
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -156,7 +166,7 @@ def pytest_sessionfinish(session, exitstatus):
         return
     if _finished:
         _write_json(REPORTS / "test_notebook_times.json", {k: round(v, 1) for k, v in _finished.items()})
-    if _file_seconds and exitstatus != pytest.ExitCode.INTERRUPTED:
+    if _file_seconds and _ran_whole_files(session, exitstatus):
         path = REPORTS / "test_file_times.json"
         times = json.loads(path.read_text()) if path.exists() else {}  # a partial run keeps the rest
         times.update({k: round(v, 1) for k, v in _file_seconds.items()})
