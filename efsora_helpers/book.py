@@ -166,7 +166,7 @@ def _measure_one(nb: Path, rel: str, env: dict) -> tuple[NotebookCost, int]:
     )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
+    code = proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait again
     budget = time_budget(nb)
     cost = NotebookCost(rel, round(wall, 1), round(usage.ru_maxrss / 1024, 0), budget, code == 0 and wall <= budget)
     return cost, code
@@ -200,7 +200,8 @@ def execute(
         print(f"executing {rel} ...", flush=True)
         cost, code = _measure_one(paths[rel], rel, env)
         with lock:
-            print(f"  {rel}: {cost.wall_s:.1f} s, peak {cost.peak_rss_mb:.0f} MB, budget {cost.budget_s:.0f} s", flush=True)
+            print(f"  {rel}: {cost.wall_s:.1f} s, peak {cost.peak_rss_mb:.0f} MB, "
+                  f"budget {cost.budget_s:.0f} s", flush=True)
             if code != 0:
                 errors.append(f"{rel} failed (exit {code}); its error is in the notebook and above")
             elif not cost.ok:
