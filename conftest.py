@@ -4,7 +4,8 @@
 * Each notebook's kernel knows its notebook (``EFSORA_NOTEBOOK``) so the guard can name it.
 * Each notebook must finish inside its time budget (``metadata.efsora.time_budget_s``).
 * Per-notebook test times go to ``_build/reports/test_notebook_times.json`` and per-file times
-  (every test file and notebook, merged with earlier runs) to ``test_file_times.json`` beside it;
+  (every test file and notebook that ran whole, merged with earlier runs) to
+  ``test_file_times.json`` beside it;
   ``EFSORA_TEST_REPORTS`` moves both (the harness tests' child sessions use it).
 
 In parallel (pytest-xdist, ``make test`` runs ``-n 2 --dist loadfile``):
