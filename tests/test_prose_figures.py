@@ -17,7 +17,7 @@ from efsora_helpers.book import toc_notebooks
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 #: Chapters whose notebooks follow the convention (a chapter joins when its prose is glued).
-CHECKED = ("setup", "perception")
+CHECKED = ("setup", "perception", "reasoner")
 
 #: Decimals that are not this run's measurements, per notebook, with the reason.
 ALLOWED = {
@@ -43,6 +43,20 @@ ALLOWED = {
     },
     "notebooks/perception/05_engine.ipynb": {
         "0.5", "1.5", "0.4", "0.15",  # thresholds and an invalid confidence in an example
+    },
+    "notebooks/reasoner/01_client.ipynb": {
+        "0.0",  # the local model's price (it has none)
+        "0.5",  # the retry policy's base delay in seconds (a setting)
+    },
+    "notebooks/reasoner/02_prompts.ipynb": {
+        "0.5",  # the detector's confidence threshold (a setting)
+    },
+    "notebooks/reasoner/04_structured.ipynb": {
+        "1.0",  # a sampling temperature (a setting)
+        "4.5", "4.6",  # Claude model versions (Sonnet 4.5/4.6, Haiku 4.5)
+    },
+    "notebooks/reasoner/06_injection_and_cost.ipynb": {
+        "4.5", "4.6", "2.5",  # model versions (Claude 4.5/4.6, Gemini 2.5)
     },
 }
 
