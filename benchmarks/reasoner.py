@@ -5,7 +5,7 @@ and accuracy on the labelled evaluation set per mode x strategy.
 Prints figures and ratios; asserts nothing about speed. With API keys set, ``--providers`` adds
 hosted providers to the accuracy table.
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reasoner.py [--questions 70] [--rounds 3]
-     [--rows-csv answers.csv] [--skip-speed]
+     [--rows-csv answers.csv] [--skip-speed] [--configs standard/direct tools/direct]
 """
 
 import argparse
@@ -67,13 +67,13 @@ def cache_speedup(n: int) -> dict:
             "speedup": round(times[0] / max(times[1], 1e-9), 1), "hits": client.cache.hits}
 
 
-def accuracy(n: int, providers: list[str], rows_csv: str | None = None) -> pd.DataFrame:
+def accuracy(n: int, providers: list[str], rows_csv: str | None = None, configs=CONFIGS) -> pd.DataFrame:
     questions = load_eval_set()
     step = max(1, len(questions) // n)
     subset = questions[::step][:n]
     rows = []
     for provider in providers:
-        for mode, strategy in CONFIGS:
+        for mode, strategy in configs:
             answers = evaluate(lambda: VisualReasoner(LLMClient(provider)), subset, mode=mode, strategy=strategy)
             rows += [a.row() for a in answers]
     df = pd.DataFrame(rows)
@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--providers", nargs="*", help="default: every available provider")
     parser.add_argument("--rows-csv", help="write one row per answer to this CSV file")
     parser.add_argument("--skip-speed", action="store_true", help="accuracy only")
+    parser.add_argument("--configs", nargs="*", help="mode/strategy pairs, e.g. tools/direct (default: all four)")
     args = parser.parse_args()
     eh.setup(chapter="reasoner", quiet=True)
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
@@ -106,7 +107,8 @@ def main() -> None:
         print("response cache:", cache_speedup(args.cache_questions))
     providers = args.providers or available_providers()
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(accuracy(args.questions, providers, args.rows_csv))
+        configs = [tuple(c.split("/")) for c in args.configs] if args.configs else CONFIGS
+        print(accuracy(args.questions, providers, args.rows_csv, configs))
 
 
 if __name__ == "__main__":

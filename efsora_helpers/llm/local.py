@@ -10,6 +10,10 @@ the notebooks can show each step: the logits, the grammar's mask of allowed toke
 With a JSON Schema, xgrammar compiles it to a grammar and masks every token that cannot continue a
 valid document: the output always parses and validates (within ``max_tokens``). That is the
 mechanism behind hosted "structured outputs". Taught in ``notebooks/reasoner/04_structured.ipynb``.
+
+This loop is for reading and tracing (and chapter 4 trains on it); the ``local`` provider serves the
+same weights through onnxruntime-genai (``ort_runtime.py``), several times faster, unless
+``EFSORA_LLM_RUNTIME=transformers``.
 """
 
 from __future__ import annotations
