@@ -393,6 +393,10 @@ REAL_CASES = {
     "tool_choice names a missing tool": (dict(messages=USER, tools=[COUNT_TOOL], tool_choice={
         "type": "function", "function": {"name": "objects_in_zone"}}), "not in tools"),
     "max_tokens over the context window": (dict(messages=USER, max_tokens=100_000), "context window"),
+    # Valid JSON Schema, but an object that must contain itself: llguidance's parser outgrows its
+    # limit mid-answer, which the runtime reports as the request's fault.
+    "a schema that must contain itself": (dict(messages=USER, max_tokens=64, response_format=schema_format(
+        {"type": "object", "properties": {"a": {"$ref": "#"}}, "required": ["a"]})), "too complex"),
 }
 
 

@@ -213,7 +213,15 @@ class RuntimeModel(ChatText):
                     logits[0, -1, seen] = np.where(picked > 0, picked / repetition_penalty,
                                                    picked * repetition_penalty)
                     generator.set_logits(logits)
-                generator.generate_next_token()
+                try:
+                    generator.generate_next_token()
+                except RuntimeError as exc:
+                    # A valid but unbounded schema (e.g. {"$ref": "#"} required in itself) can outgrow
+                    # llguidance's parser mid-answer: the request's fault, not the model's.
+                    if constrained and "parser" in str(exc).lower():
+                        raise UnsupportedSchemaError(
+                            f"the JSON Schema is too complex for llguidance: {str(exc).split('<state>')[0].strip()}") from exc
+                    raise
                 token = int(generator.get_next_tokens()[0])
                 if not out_ids:
                     first_token_s = time.perf_counter() - t0
