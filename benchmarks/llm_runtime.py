@@ -37,7 +37,7 @@ SCHEMA = {  # a reasoner-like answer: bounded strings and an enum, so it closes 
 RESULTS = Path(__file__).parent / "results"
 OTHER_RUNTIMES = """## Runtimes not in this run
 
-From /work/shared/OFFLINE.md ("Local LLM runtimes"), measured on a 2-core VM without AVX2, not
+From the project's offline measurements (December 2026), made on a 2-core VM without AVX2, not
 re-measured here: llama-cpp-python 0.3.36 on the shipped Q4_1 GGUF decoded 69/62 tok/s (1 thread,
 short/long) but ships as an sdist only (7.5 min of compiling on 2 cores, needs gcc, g++, cmake);
 its GBNF grammar constraint cost 30-45 % of the decode speed and its greedy text left the float32
