@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import InvalidRequestError, LLMError
-from .local import ASSET, MODEL_ID, ChatText, Generation, _dequantised_path, dequantised_dir, load_local_model
+from .local import ASSET, MODEL_ID, ChatText, Generation, dequantised_dir, load_local_model
 
 RUNTIME_VARIABLE = "EFSORA_LLM_RUNTIME"
 PRECISION_VARIABLE = "EFSORA_LLM_PRECISION"  # for measuring the others; the book runs PRECISION
@@ -148,7 +148,7 @@ class RuntimeModel(ChatText):
         self.model = og.Model(config)
         # The HF tokenizer and its chat template, not onnxruntime-genai's: prompts stay byte-identical
         # to the transformers loop's, and so do token counts.
-        self.tokenizer = AutoTokenizer.from_pretrained(_dequantised_path(asset)[0])
+        self.tokenizer = AutoTokenizer.from_pretrained(dequantised_dir(asset))
         self.load_s = time.perf_counter() - t0
         self.name = MODEL_ID
         self.context_window = int(json.loads((self.path / "genai_config.json").read_text())["model"]["context_length"])
