@@ -145,7 +145,13 @@ def _reason(sub) -> None:
     add_parser(sub)
 
 
-COMMANDS: list[Callable] = [_env, _assets, _questions, _book, _scenes, _perceive, _reason]
+def _agent(sub) -> None:
+    from .agent.cli import add_commands
+
+    add_commands(sub)
+
+
+COMMANDS: list[Callable] = [_env, _assets, _questions, _book, _scenes, _perceive, _reason, _agent]
 
 
 def build_parser() -> argparse.ArgumentParser:
