@@ -96,6 +96,7 @@ class ApprovalRequest:
     asked_by: str  # the node that asked (or the payload's own ``asked_by``)
     why: str  # the payload's reason, else the action's ``reason`` argument, else the task
     interrupt_id: str
+    task: str = ""  # the user's task on the thread: the only text allowed to ask for an action
     thread_id: str | None = None
     checkpoint_id: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
@@ -105,6 +106,7 @@ class ApprovalRequest:
         return (f"APPROVAL NEEDED  {self.tool}({args})\n"
                 f"  asked by: {self.asked_by}\n"
                 f"  why:      {self.why}\n"
+                + (f"  task:     {self.task}\n" if self.task and self.task != self.why else "") +
                 f"  thread:   {self.thread_id}  checkpoint: {(self.checkpoint_id or '')[-12:]}")
 
     __str__ = show
@@ -123,7 +125,7 @@ def pending(graph, thread_or_config: str | dict) -> list[ApprovalRequest]:
             requests.append(ApprovalRequest(
                 tool=str(value.get("tool", "?")), arguments=arguments,
                 asked_by=str(value.get("asked_by") or task.name), why=str(why),
-                interrupt_id=intr.id, thread_id=state.config["configurable"].get("thread_id"),
+                interrupt_id=intr.id, task=str(state.values.get("task") or ""), thread_id=state.config["configurable"].get("thread_id"),
                 checkpoint_id=checkpoint_id(state), payload=dict(value)))
     return requests
 
@@ -289,20 +291,28 @@ def _short(value: Any, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def changes(before: dict[str, Any], after: dict[str, Any]) -> str:
-    """What a checkpoint changed against its parent, in one line (``key=value``, ``key +n``)."""
+#: State keys :func:`history` leaves out of ``changed`` by default (bookkeeping that changes every step).
+NOISY_KEYS = ("trace", "tokens", "turn", "answered_at")
+
+
+def changes(before: dict[str, Any], after: dict[str, Any], ignore: tuple[str, ...] = (), width: int = 110) -> str:
+    """What a checkpoint changed against its parent, in one line (``key=value``, ``key +n``).
+
+    Keys in ``ignore`` are skipped, and so are new keys set to an empty value (the defaults of an input).
+    """
     parts = []
     for key in after:
         old, new = before.get(key), after[key]
-        if key in before and old == new:
+        if key in ignore or (key in before and old == new) or (key not in before and new in (None, "", [], {}, 0, False)):
             continue
         if isinstance(old, list) and isinstance(new, list) and new[: len(old)] == old:
             added = new[len(old):]
             parts.append(f"{key} +{len(added)}" + (f" [{_short(added[-1], 40)}]" if added else ""))
         else:
             parts.append(f"{key}={_short(new, 40)}")
-    parts += [f"-{k}" for k in before if k not in after]
-    return "; ".join(parts)
+    parts += [f"-{k}" for k in before if k not in after and k not in ignore]
+    text = "; ".join(parts)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def snapshots(graph, thread_id: str) -> list[Any]:
@@ -311,7 +321,7 @@ def snapshots(graph, thread_id: str) -> list[Any]:
     return sorted(graph.get_state_history(thread_config(thread_id)), key=checkpoint_id)
 
 
-def history(graph, thread_id: str):
+def history(graph, thread_id: str, ignore: tuple[str, ...] = NOISY_KEYS):
     """A table (pandas) of a thread's checkpoints, oldest first, with their tree structure.
 
     Columns: ``step`` (LangGraph's super-step), ``source`` (input, loop, update = written by
@@ -351,7 +361,7 @@ def history(graph, thread_id: str):
             "next": ",".join(snap.next) or "(end)",
             "waiting": ",".join(str(getattr(i, "value", {}).get("tool", "?")) if isinstance(getattr(i, "value", None), dict)
                                 else "?" for t in snap.tasks for i in t.interrupts),
-            "changed": changes(before, dict(snap.values)),
+            "changed": changes(before, dict(snap.values), ignore),
             "head": cid in on_head, "checkpoint_id": cid})
     return pd.DataFrame(rows)
 
@@ -502,6 +512,22 @@ def _worker(argv: list[str] | None = None) -> int:
     return 0
 
 
+def agent_builder(*, checkpointer=None, workspace: str | None = None, provider: str | None = None,
+                  approve: str = "ask", max_steps: int = 8):
+    """The chapter's agent (:func:`.graph.build_agent`) on the warehouse tools of ``workspace``.
+
+    JSON-able arguments only, so :func:`resume_in_new_process` can rebuild the same agent in a new
+    process (``builder="efsora_helpers.agent.approval:agent_builder"``). The model comes from
+    ``provider`` (default: the local one): a checkpoint stores the state, not the model, so a
+    thread paused under one model may be resumed under another.
+    """
+    from .graph import build_agent
+    from .tools import warehouse_tools
+
+    return build_agent(tools=warehouse_tools(workspace), checkpointer=checkpointer, approve=approve,
+                       max_steps=max_steps, provider=provider)
+
+
 # --------------------------------------------------------------------------- the smallest approval graph
 
 
@@ -571,7 +597,8 @@ def approval_graph(registry=None, *, checkpointer=None, workspace: str | Path | 
 
 
 __all__ = [
-    "ApprovalRequest", "ApprovalState", "Decision", "DriveResult", "Policy", "approval_graph", "approve_all",
+    "ApprovalRequest", "ApprovalState", "Decision", "DriveResult", "NOISY_KEYS", "Policy", "agent_builder",
+    "approval_graph", "approve_all",
     "as_policy", "ask_person", "changes", "checkpoint_id", "decision", "deny_all", "drive", "find", "fingerprint",
     "fork", "history", "pending", "plot_checkpoint_tree", "replay", "resume", "resume_command",
     "resume_in_new_process", "scripted_person", "show", "snapshots", "sqlite_checkpointer", "terminal_person",
