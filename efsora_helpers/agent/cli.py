@@ -48,6 +48,11 @@ def add_commands(sub) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--workspace", type=Path, help="the folder file tools may use (default: a per-user one)")
+    serve.add_argument("--actions", choices=("ask", "allow", "deny"), default="ask",
+                       help="side-effect tools: ask the client's user per call (MCP elicitation; default), "
+                            "run without asking, or refuse")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow a non-loopback --host (the HTTP transport has no authentication here)")
     serve.set_defaults(func=_mcp_serve)
 
 
