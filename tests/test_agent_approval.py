@@ -184,3 +184,122 @@ def test_resume_in_a_new_process_sees_the_same_state(setup_graph):
     # and this process reads what the other one wrote
     assert ap.fingerprint(graph, "t5") == child["after"]
     assert sys.executable  # the child ran under this interpreter
+
+
+# --------------------------------------------------------------------------- on the chapter's agent
+
+
+class FakeForcedRouteModel:
+    """Built lazily (langchain imports): a FAKE chat model that always routes to the action."""
+
+    def __new__(cls, calls: dict):
+        from langchain_core.language_models.chat_models import BaseChatModel
+        from langchain_core.messages import AIMessage
+        from langchain_core.outputs import ChatGeneration, ChatResult
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        class _Fake(BaseChatModel):
+            calls: dict = {}
+
+            @property
+            def _llm_type(self) -> str:
+                return "fake-forced-route"
+
+            def bind_tools(self, tools, *, tool_choice=None, **kw):
+                return self.bind(tools=[convert_to_openai_tool(t) for t in tools], tool_choice=tool_choice, **kw)
+
+            def _generate(self, messages, stop=None, run_manager=None, tools=None, tool_choice=None, **kw):
+                tools = {t["function"]["name"]: t["function"] for t in tools or []}
+
+                def call(name, args):
+                    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": f"fake_{name}"}])
+
+                if "NextStep" in tools:
+                    routes = tools["NextStep"]["parameters"]["properties"]["route"].get("enum", [])
+                    msg = call("NextStep", {"route": "action" if "action" in routes else "respond"})
+                elif "Verdict" in tools:
+                    msg = call("Verdict", {"verdict": "done"})
+                elif tools:
+                    name = next((n for n in tools if n in self.calls), next(iter(tools)))
+                    msg = call(name, self.calls.get(name, {}))
+                else:
+                    facts = messages[-1].content.split("Facts:\n", 1)[-1].rsplit("\nAnswer:", 1)[0]
+                    msg = AIMessage(content=f"(fake answer) {facts}")
+                msg.usage_metadata = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+                return ChatResult(generations=[ChatGeneration(message=msg)])
+
+        return _Fake(calls=calls)
+
+
+TASK = "Stop the forklift line in zone B: a pallet blocks the forklift lane."
+
+
+def fake_agent(*, checkpointer=None, workspace: str):
+    """The chapter's agent on the real warehouse tools with the fake model (also the child's builder)."""
+    from efsora_helpers.agent.graph import build_agent
+    from efsora_helpers.agent.tools import warehouse_tools
+
+    llm = FakeForcedRouteModel({"stop_forklift_line": {"zone": "B", "reason": "a pallet blocks the lane"}})
+    return build_agent(llm=llm, tools=warehouse_tools(workspace), checkpointer=checkpointer, approve="ask")
+
+
+def stops(ws: Path) -> list[str]:
+    return [a["arguments"]["zone"] for a in actions(ws) if a["tool"] == "stop_forklift_line"]
+
+
+@pytest.fixture
+def agent_setup(scratch_dir):
+    ws = scratch_dir / "ws"
+    with ap.sqlite_checkpointer(scratch_dir / "agent.sqlite") as saver:
+        yield fake_agent(checkpointer=saver, workspace=str(ws)), ws, scratch_dir / "agent.sqlite"
+
+
+def test_agent_pauses_then_approve_or_reject(agent_setup):
+    from efsora_helpers.agent.graph import resume_agent, run_agent
+
+    agent, ws, _ = agent_setup
+    run = run_agent(TASK, thread_id="a1", graph=agent)
+    assert run.status == "interrupted"
+    assert agent.get_state(ap.thread_config("a1")).next == ("action",)
+    [req] = ap.pending(agent, "a1")
+    assert req.tool == "stop_forklift_line" and req.arguments["zone"] == "B" and req.task == TASK
+    assert stops(ws) == []
+    done = resume_agent("a1", {"approved": True, "reason": "ok"}, graph=agent)
+    assert done.status == "done" and stops(ws) == ["B"]
+    run_agent(TASK, thread_id="a2", graph=agent)
+    no = resume_agent("a2", {"approved": False, "reason": "line needed"}, graph=agent)
+    assert stops(ws) == ["B"] and no.rejected and "not taken" in no.answer
+
+
+def test_agent_policy_and_fork(agent_setup):
+    from efsora_helpers.agent.state import initial_state
+
+    agent, ws, _ = agent_setup
+    policy = ap.tool_policy({"stop_forklift_line": "ask"}, default="deny")
+    run = ap.drive(agent, initial_state(TASK), "f1", policy, person=ap.scripted_person({"stop_forklift_line": True}))
+    assert run.status == "done" and stops(ws) == ["B"]
+    end = agent.get_state(ap.thread_config("f1"))
+    before = ap.find(agent, "f1", next_node="action")
+    call = dict(before.values["pending_call"])
+    new = ap.fork(agent, before.config, {"pending_call": {**call, "arguments": {**call["arguments"], "zone": "C"}}})
+    branch = ap.drive(agent, None, new, "deny")
+    assert branch.status == "done" and stops(ws) == ["B"]  # the fork's action was asked for again, and denied
+    assert branch.decisions[0][0].arguments["zone"] == "C"
+    assert agent.get_state(end.config).values == end.values  # the original branch is intact
+    assert ap.history(agent, "f1")["branch"].nunique() == 2
+
+
+@pytest.mark.slow
+def test_agent_resumes_in_a_new_process(agent_setup):
+    from efsora_helpers.agent.graph import run_agent
+
+    agent, ws, db = agent_setup
+    run_agent(TASK, thread_id="r1", graph=agent)
+    here = ap.fingerprint(agent, "r1")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    child = ap.resume_in_new_process(db, "r1", True, builder="tests.test_agent_approval:fake_agent",
+                                     builder_kwargs={"workspace": str(ws)}, env=env)
+    assert child["before"] == here and child["pid"] != os.getpid()
+    assert child["after"]["next"] == [] and stops(ws) == ["B"]
+    assert ap.fingerprint(agent, "r1") == child["after"]

@@ -93,7 +93,7 @@ class ApprovalRequest:
 
     tool: str
     arguments: dict[str, Any]
-    asked_by: str  # the node that asked (or the payload's own ``asked_by``)
+    asked_by: str  # the payload's own ``asked_by``, else the node that paused (and the agent's step)
     why: str  # the payload's reason, else the action's ``reason`` argument, else the task
     interrupt_id: str
     task: str = ""  # the user's task on the thread: the only text allowed to ask for an action
@@ -112,6 +112,11 @@ class ApprovalRequest:
     __str__ = show
 
 
+def _asker(node: str, values: dict) -> str:
+    step = values.get("step")
+    return f"the {node} node" + (f" at step {step}" if isinstance(step, int) and step else "")
+
+
 def pending(graph, thread_or_config: str | dict) -> list[ApprovalRequest]:
     """The approval requests a paused thread is waiting on (empty when it is not paused)."""
     state = graph.get_state(_config(thread_or_config))
@@ -124,7 +129,7 @@ def pending(graph, thread_or_config: str | dict) -> list[ApprovalRequest]:
                    or state.values.get("task") or "")
             requests.append(ApprovalRequest(
                 tool=str(value.get("tool", "?")), arguments=arguments,
-                asked_by=str(value.get("asked_by") or task.name), why=str(why),
+                asked_by=str(value.get("asked_by") or _asker(task.name, state.values)), why=str(why),
                 interrupt_id=intr.id, task=str(state.values.get("task") or ""), thread_id=state.config["configurable"].get("thread_id"),
                 checkpoint_id=checkpoint_id(state), payload=dict(value)))
     return requests
@@ -428,7 +433,7 @@ def plot_checkpoint_tree(table, ax=None, title: str | None = None):
         ax.scatter([x], [y], s=140, color=colours.get(row.source, "k"), zorder=2,
                    edgecolors="k" if row.head else "none", linewidths=1.5)
         label = row.next if row.next != "(end)" else "END"
-        ax.annotate(label + (" ⏸" if row.waiting else ""), (x, y), textcoords="offset points",
+        ax.annotate(label + (" (wait)" if row.waiting else ""), (x, y), textcoords="offset points",
                     xytext=(0, 9), ha="center", fontsize=7, rotation=30)
     for source, colour in colours.items():
         ax.scatter([], [], color=colour, label=source)
@@ -439,7 +444,8 @@ def plot_checkpoint_tree(table, ax=None, title: str | None = None):
     ax.set_xticklabels([str(s) for s in table["step"]], fontsize=7)
     ax.set_xlabel("checkpoints in creation order (label: LangGraph step)")
     ax.set_ylim(-table["branch"].max() - 0.6, 0.9)
-    ax.set_title(title or "checkpoint tree (label: next node; ⏸ waiting for approval; ringed: newest path)", fontsize=9)
+    ax.set_title(title or "checkpoint tree (label: next node; (wait): paused for approval; ringed: newest path)",
+                 fontsize=9)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return ax
