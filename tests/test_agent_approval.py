@@ -303,3 +303,29 @@ def test_agent_resumes_in_a_new_process(agent_setup):
     assert child["before"] == here and child["pid"] != os.getpid()
     assert child["after"]["next"] == [] and stops(ws) == ["B"]
     assert ap.fingerprint(agent, "r1") == child["after"]
+
+
+def test_approval_graph_on_the_warehouse_tools(scratch_dir):
+    from efsora_helpers.agent.tools import ACTIONS_LOG
+
+    ws = scratch_dir / "ws"
+    with ap.sqlite_checkpointer(scratch_dir / "c.sqlite") as saver:
+        graph = ap.approval_graph(checkpointer=saver, workspace=ws)  # the real warehouse_tools
+        assert ap.history(graph, "none").empty and ap.pending(graph, "none") == []
+        with pytest.raises(LookupError):
+            ap.find(graph, "none", next_node="approve")
+        report = {"task": "File an incident report", "tool": "send_incident_report",
+                  "arguments": {"title": "Pallet in lane", "body": "A pallet blocks lane B.", "severity": "high"}}
+        assert ap.drive(graph, report, "w1", "ask").status == "interrupted"
+        assert not (ws / ACTIONS_LOG).exists()
+        out = ap.resume(graph, "w1", approved=True)
+        assert "outbox/" in out["result"] and len(list((ws / "outbox").iterdir())) == 1
+        assert json.loads((ws / ACTIONS_LOG).read_text().splitlines()[0])["tool"] == "send_incident_report"
+
+
+def test_changes_is_robust():
+    import numpy as np
+
+    assert ap.changes({"a": [1]}, {"a": [1, 2], "b": None}) == "a +1 [2]"
+    assert ap.changes({}, {"x": np.zeros(3)}).startswith("x=")
+    assert ap.changes({"x": np.zeros(3)}, {"x": np.ones(3)}).startswith("x=")

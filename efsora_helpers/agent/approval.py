@@ -296,6 +296,17 @@ def _short(value: Any, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - e.g. arrays, whose == is elementwise
+        return a is b
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, list, dict, tuple, int, float)) and not value)
+
+
 #: State keys :func:`history` leaves out of ``changed`` by default (bookkeeping that changes every step).
 NOISY_KEYS = ("trace", "tokens", "turn", "answered_at")
 
@@ -308,9 +319,9 @@ def changes(before: dict[str, Any], after: dict[str, Any], ignore: tuple[str, ..
     parts = []
     for key in after:
         old, new = before.get(key), after[key]
-        if key in ignore or (key in before and old == new) or (key not in before and new in (None, "", [], {}, 0, False)):
+        if key in ignore or (key in before and _same(old, new)) or (key not in before and _is_empty(new)):
             continue
-        if isinstance(old, list) and isinstance(new, list) and new[: len(old)] == old:
+        if isinstance(old, list) and isinstance(new, list) and _same(new[: len(old)], old):
             added = new[len(old):]
             parts.append(f"{key} +{len(added)}" + (f" [{_short(added[-1], 40)}]" if added else ""))
         else:
@@ -338,7 +349,11 @@ def history(graph, thread_id: str, ignore: tuple[str, ...] = NOISY_KEYS):
     """
     import pandas as pd
 
+    columns = ["step", "source", "checkpoint", "parent", "branch", "next", "waiting", "changed", "head",
+               "checkpoint_id"]
     snaps = snapshots(graph, thread_id)
+    if not snaps:
+        return pd.DataFrame(columns=columns)
     by_id = {checkpoint_id(s): s for s in snaps}
     head = checkpoint_id(graph.get_state(thread_config(thread_id)))
     on_head, cur = set(), head
@@ -368,7 +383,7 @@ def history(graph, thread_id: str, ignore: tuple[str, ...] = NOISY_KEYS):
                                 else "?" for t in snap.tasks for i in t.interrupts),
             "changed": changes(before, dict(snap.values), ignore),
             "head": cid in on_head, "checkpoint_id": cid})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def find(graph, thread_id: str, *, next_node: str | None = None, branch_head: bool = True,
