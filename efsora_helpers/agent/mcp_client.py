@@ -66,6 +66,7 @@ def ask_on_terminal(message: str) -> bool:
 class CallResult:
     """One ``tools/call`` answer: the text a model reads, structured content if any, and the error flag."""
 
+    tool: str
     text: str
     structured: dict[str, Any] | None
     is_error: bool
@@ -152,6 +153,7 @@ class MCPClient:
         self.cwd = cwd
         self.timeout = timeout
         self.approvals: list[tuple[str, bool]] = []  # every question the server asked, and the answer
+        self.calls: list[CallResult] = []  # every tools/call made through this connection, in order
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._client = None
@@ -161,12 +163,14 @@ class MCPClient:
     # -- connection on a private event-loop thread ------------------------------------------------
     def _server_spec(self):
         from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
 
         if self.transport != "stdio":
             return self.target  # a URL, or an in-process server object (the SDK connects to it directly)
         command, *args = self.target
         env = dict(os.environ) if self.env is None else self.env
-        return StdioServerParameters(command=command, args=args, env=env, cwd=self.cwd)
+        params = StdioServerParameters(command=command, args=args, env=env, cwd=self.cwd)
+        return stdio_client(params, errlog=_errlog())
 
     async def _elicit(self, context, params):
         import mcp.types as types
@@ -272,8 +276,10 @@ class MCPClient:
         start = time.perf_counter()
         result = await self._client.call_tool(name, arguments or {})
         texts = [c.text for c in result.content if getattr(c, "type", None) == "text"]
-        return CallResult("\n".join(texts), result.structured_content, bool(result.is_error),
-                          time.perf_counter() - start)
+        out = CallResult(name, "\n".join(texts), result.structured_content, bool(result.is_error),
+                         time.perf_counter() - start)
+        self.calls.append(out)
+        return out
 
     def call_tool(self, name: str, arguments: dict[str, Any] | None = None) -> CallResult:
         """Call one tool. A tool's failure is ``CallResult.is_error``; a protocol failure raises ``MCPError``."""
@@ -332,6 +338,19 @@ class MCPClient:
                 func=call, coroutine=acall, handle_tool_error=True,
                 metadata={"mcp_server": self.describe(), "read_only": is_read_only(t)}))
         return out
+
+
+def _errlog():
+    """Where a stdio server's stderr goes: ours if it is a real file (a terminal, a log), else the
+    process's original stderr (a Jupyter kernel's ``sys.stderr`` has no file descriptor to hand on)."""
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.fileno()
+                return stream
+        except (AttributeError, OSError, ValueError):
+            continue
+    return open(os.devnull, "w")  # noqa: SIM115 - lives as long as the server process
 
 
 def _remote_function(client: MCPClient, name: str) -> Callable[..., Any]:

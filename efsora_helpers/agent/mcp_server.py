@@ -247,9 +247,7 @@ def cli_serve(args) -> int:
     if args.http:
         _check_port_free(args.host, args.port)
     # stdout is the protocol in stdio mode: every log line goes to stderr.
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="efsora mcp: %(message)s", force=True)
-    for noisy in ("mcp", "httpx", "httpx2", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="efsora mcp: %(message)s", force=True)
     registry = default_registry(args.workspace)
     server = make_server(registry, actions=actions, log_level="WARNING")
     n = len(registry.tools)
