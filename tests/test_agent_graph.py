@@ -172,11 +172,54 @@ def test_evaluator_continue_loops_back_and_repeat_guard_stops():
     # The model asks for the same search again: the guard answers instead of repeating it.
     model = FakeAgentChatModel(routes=["search", "search"], verdicts=["continue"],
                                calls={"search_handbook": {"query": "pallets"}})
-    r = run_agent("What does the handbook say about pallets?", graph=agent(model))
+    r = run_agent("What does the handbook say about pallets?", graph=agent(model, hints=False))
     assert r.status == "done"
     assert len(r.tool_calls) == 1
     guards = [row["guard"] for row in r.trace if row["node"] == "planner"]
     assert guards[-1] and "already called" in guards[-1]
+
+
+def test_hints_override_a_wrong_route_and_say_so():
+    # The model wants to search; the task names an image and asks about hard hats.
+    class FakeEngineResult:
+        pass
+
+    reg = fake_registry()
+    seen = []
+
+    @reg.tool
+    def perceive_image(path: str) -> dict:
+        """Fake perception.
+
+        Args:
+            path: image path
+        """
+        seen.append(path)
+        return {"objects": 3}
+
+    @reg.tool
+    def check_ppe(worker_id: int | None = None) -> dict:
+        """Fake PPE check.
+
+        Args:
+            worker_id: a worker or null
+        """
+        return {"without_hard_hat": 2}
+
+    model = FakeAgentChatModel(routes=["search", "search", "search"], verdicts=["continue", "continue"],
+                               calls={"search_handbook": {"query": "x"}})
+    g = build_agent(llm=model, tools=reg)
+    r = run_agent("How many workers lack a hard hat in safetyscenes/images/test/test_0040.jpg?", graph=g)
+    assert [c["tool"] for c in r.tool_calls] == ["perceive_image", "check_ppe"]
+    assert seen == ["safetyscenes/images/test/test_0040.jpg"]
+    planner = [row for row in r.trace if row["node"] == "planner"]
+    assert planner[0]["model_route"] == "search" and "hint" in planner[0]["guard"]
+    assert planner[-1]["route"] == "respond" and r.status == "done"
+    # With hints off the model's (wrong) route stands.
+    model2 = FakeAgentChatModel(routes=["search"], calls={"search_handbook": {"query": "x"}})
+    r2 = run_agent("How many workers lack a hard hat in safetyscenes/images/test/test_0040.jpg?",
+                   graph=build_agent(llm=model2, tools=reg, hints=False))
+    assert [c["tool"] for c in r2.tool_calls] == ["search_handbook"]
 
 
 def test_step_limit_is_a_status_not_an_exception():
@@ -239,6 +282,22 @@ def test_requested_action_auto_and_deny():
             row = next(row for row in r.trace if row["node"] == "action")
             assert row["decision"]["approved"] is False and "rejected" in row["result"]
             assert r.rejected and r.rejected[0]["executed"] is False
+
+
+def test_the_runs_approve_mode_overrides_the_graphs():
+    actions: list = []
+    model = FakeAgentChatModel(routes=["action"], calls={"stop_forklift_line": {"zone": "B", "reason": "r"}})
+    g = agent(model, actions, approve="auto")
+    r = run_agent("Stop the forklift line in zone B", graph=g, approve="deny")
+    assert actions == [] and r.rejected
+
+
+def test_calculation_and_sign_hints():
+    from efsora_helpers.agent.nodes import _is_calculation
+
+    assert _is_calculation("A forklift carries 3 pallets of 850 kg each. What is the total weight?")
+    assert _is_calculation("5 of 7 workers wear a hard hat. What percentage wear one?")
+    assert not _is_calculation("How many workers lack a hard hat in safetyscenes/images/test/test_0040.jpg?")
 
 
 def test_ask_interrupts_then_resumes_with_rejection_and_approval():

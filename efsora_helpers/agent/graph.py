@@ -95,7 +95,8 @@ def default_tools(image: str | Path | None = None):
 
 
 def build_agent(*, llm=None, tools=None, checkpointer=None, approve: str = "auto", max_steps: int = 8,
-                provider: str | None = None, transcribe=None, recursion_limit: int | None = None):
+                provider: str | None = None, transcribe=None, recursion_limit: int | None = None,
+                hints: bool = True):
     """Compile the agent graph.
 
     ``llm``: a LangChain chat model (default ``chat_model(provider)``); ``tools``: a ToolRegistry
@@ -103,6 +104,8 @@ def build_agent(*, llm=None, tools=None, checkpointer=None, approve: str = "auto
     approval node's interrupt needs one); ``approve``: ``auto`` | ``ask`` | ``deny`` for the
     side-effect tools; ``max_steps``: the default step limit of runs without one in their input;
     ``transcribe``: the speech node's ASR (default ``agent.voice.asr.transcribe``, loaded lazily).
+    ``hints``: let the planner's rule layer (:func:`.nodes.route_hint`) override the model's route
+    where the task's words name the fact to fetch (off: the model alone routes).
     The graph carries ``recursion_limit`` in its config (default :func:`recursion_limit_for`).
     """
     from langgraph.checkpoint.memory import InMemorySaver
@@ -116,7 +119,7 @@ def build_agent(*, llm=None, tools=None, checkpointer=None, approve: str = "auto
     _ACTION_NAMES_SEEN.update(registry.side_effect_tools())
     by_route = route_tools(registry)
     nodes = make_nodes(llm, registry, approve=approve, routes=by_route, transcribe=transcribe,
-                       max_steps=max_steps)
+                       max_steps=max_steps, hints=hints)
 
     g = StateGraph(AgentState)
     for name, fn in nodes.items():
@@ -216,11 +219,13 @@ def _check_image(image: str | Path | None) -> str | None:
     raise FileNotFoundError(f"no image at {image}")
 
 
-def run_agent(task: str, *, image: str | Path | None = None, approve: str = "auto", thread_id: str | None = None,
+def run_agent(task: str, *, image: str | Path | None = None, approve: str | None = None, thread_id: str | None = None,
               provider: str | None = None, max_steps: int = 8, checkpointer=None, llm=None, tools=None,
               audio: str | Path | None = None, recursion_limit: int | None = None, graph=None) -> AgentResult:
     """Run the agent on one task (a new turn when ``thread_id`` already has a finished run).
 
+    ``approve`` (``auto`` | ``ask`` | ``deny``) goes into the run's state, so one compiled graph serves
+    every mode; ``None`` keeps the graph's own (``auto`` for a graph built here).
     ``approve="ask"`` pauses at the first side-effect action: the result has ``status="interrupted"``
     and ``pending={"tool", "arguments"}``; answer with :func:`resume_agent`. ``graph``: a compiled
     :func:`build_agent` graph to reuse (then ``llm``, ``tools``, ``checkpointer`` are ignored).
@@ -233,13 +238,13 @@ def run_agent(task: str, *, image: str | Path | None = None, approve: str = "aut
     t0 = time.perf_counter()
     if graph is None:
         graph = build_agent(llm=llm, tools=tools if tools is not None else default_tools(image),
-                            checkpointer=checkpointer, approve=approve, max_steps=max_steps, provider=provider,
+                            checkpointer=checkpointer, approve=approve or "auto", max_steps=max_steps, provider=provider,
                             recursion_limit=recursion_limit)
     thread_id = thread_id or uuid.uuid4().hex[:12]
     _remember(thread_id, graph)
     config = _config(graph, thread_id, recursion_limit)
     before = graph.get_state(config).values or {}
-    payload = dict(initial_state(task, image=image, audio=audio, max_steps=max_steps))
+    payload = dict(initial_state(task, image=image, audio=audio, max_steps=max_steps, approve=approve))
     # A new turn on an old thread: accumulating keys keep their history (the reducers add []), the rest
     # is reset; ``turn`` marks where this turn's rows begin.
     for key in ("plan", "observations", "trace"):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field, create_model
@@ -57,6 +58,120 @@ ROUTE_HELP = {
 IMAGE_IN_TASK = re.compile(r"[\w./-]+\.(?:jpg|jpeg|png|bmp|webp)\b", re.I)
 RESULT_CHARS = 600  # what an observation keeps of a tool result
 PROMPT_FACT_CHARS = 300  # what a prompt shows of one observation
+
+# --- route hints: deterministic rules read from the user's words ---------------------------------
+# The 135M model picks routes at about chance level (measured in the notebook), so the planner has
+# an optional rule layer, the same kind of auditable rule as ``allowed_actions_for``: a fact the
+# task's own words ask for (an image it names, the handbook, a file, a number to compute, a
+# requested action) that no tool has fetched yet. The model is still asked first; when a rule
+# fires and disagrees, the rule wins and the trace says so (``guard: hint ...``).
+_HANDBOOK = re.compile(r"\b(handbook|rules?|according to|policy|procedure|cite)\b", re.I)
+_FILE = re.compile(r"[\w./-]+\.(?:txt|md|csv|json|log|yaml)\b", re.I)
+_FOLDER = re.compile(r"\b(files|folder|workspace|inbox)\b", re.I)
+_PPE = re.compile(r"hard[ -]?hats?|vests?|\bppe\b|helmets?", re.I)
+_ZONE = re.compile(r"\b(zone|lane)s?\b", re.I)
+_SIGN = re.compile(r"\bsigns?\b", re.I)
+_COUNT = re.compile(r"\bhow many\b|\bcount\b|\bnumber of\b", re.I)
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?(?![\w.])")
+_COMPUTE = re.compile(r"[*×/+=]|\b(total|sum|percent(?:age)?|average|times|each|per|rate|how many (?:seconds|minutes|hours)"
+                      r"|how long|multiply|divide|plus|minus)\b|%", re.I)
+
+
+def _is_calculation(task: str) -> bool:
+    """Two numbers (not inside a file or image name) and a word that computes with them."""
+    return len(_NUMBER.findall(IMAGE_IN_TASK.sub(" ", task))) >= 2 and bool(_COMPUTE.search(task))
+_REMEMBER = re.compile(r"\bremember (?:that|this)\b|\bnote that\b", re.I)
+_RECALL = re.compile(r"\b(recall|what did i (?:tell|ask)|earlier note|you remember)\b", re.I)
+_CLASS_WORDS = {"person": r"people|persons?|workers?|pedestrians?", "forklift": r"forklifts?",
+                "pallet": r"pallets?", "sign": r"signs?"}
+
+
+def _ids(observation: dict) -> list[int]:
+    try:
+        return [int(i) for i in json.loads(observation.get("result") or "{}").get("object_ids", [])]
+    except (ValueError, AttributeError, TypeError):
+        return []
+
+
+def _count_class(task: str) -> str | None:
+    m = re.search(r"how many (\w+)|count (?:the )?(\w+)|number of (\w+)", task, re.I)
+    word = next((g for g in (m.groups() if m else ()) if g), "")
+    return next((c for c, pat in _CLASS_WORDS.items() if re.fullmatch(pat, word, re.I)), None)
+
+
+def route_hint(state: AgentState, by_route: dict[str, list[str]]) -> tuple[str, str | None, dict, str] | None:
+    """``(route, tool, arguments, reason)`` when a rule on the task's words fires, else None."""
+    task = state.get("task") or ""
+    if state.get("transcript"):
+        task += " " + state["transcript"]
+    obs = [o for o in state.get("observations") or [] if not o.get("is_error")]
+    done = [o.get("tool") for o in obs]
+    fired = False
+
+    def has(route: str, tool: str) -> bool:
+        return tool in by_route.get(route, [])
+
+    if _HANDBOOK.search(task) and has("search", "search_handbook"):
+        fired = True
+        if "search_handbook" not in done:
+            return "search", "search_handbook", {}, "the task asks what the handbook says"
+    images = IMAGE_IN_TASK.findall(task) or ([state["image"]] if state.get("image") else [])
+    if images and has("vision", "perceive_image"):
+        fired = True
+        perceived = [i for i, o in enumerate(obs) if o.get("tool") == "perceive_image"]
+        seen = {Path(str(obs[i].get("arguments", {}).get("path", ""))).name for i in perceived}
+        if perceived:
+            wants = []
+            if _PPE.search(task):
+                wants.append(("check_ppe", {}))
+            if _ZONE.search(task):
+                cls = "person" if re.search(_CLASS_WORDS["person"], task, re.I) else None
+                wants.append(("objects_in_zone", {"zone": "forklift_zone", **({"class_name": cls} if cls else {})}))
+            if _SIGN.search(task) and not _COUNT.search(task):
+                # the sign ids come from count_objects(sign); then the text near each (up to 3)
+                counted = [o for o in obs[perceived[-1] + 1:] if o.get("tool") == "count_objects"
+                           and (o.get("arguments") or {}).get("class_name") == "sign"]
+                if not counted:
+                    wants.append(("count_objects", {"class_name": "sign"}))
+                else:
+                    read = {(o.get("arguments") or {}).get("object_id") for o in obs[perceived[-1] + 1:]
+                            if o.get("tool") == "read_text_near"}
+                    for oid in _ids(counted[-1])[:3]:
+                        if oid not in read:
+                            return "vision", "read_text_near", {"object_id": oid}, "read the text near each sign"
+            if not wants and _COUNT.search(task) and _count_class(task):
+                wants.append(("count_objects", {"class_name": _count_class(task)}))
+            for tool, args in wants:
+                if (tool, args) not in [(o.get("tool"), o.get("arguments")) for o in obs[perceived[-1] + 1:]] \
+                        and has("vision", tool):
+                    return "vision", tool, args, f"the task asks for {tool} on the current scene"
+        for img in images:
+            if Path(str(img)).name not in seen:
+                return "vision", "perceive_image", {"path": str(img)}, "the task names an image not looked at yet"
+    file = _FILE.search(task)
+    if (file or _FOLDER.search(task)) and by_route.get("files"):
+        fired = True
+        if file and "read_file" not in done and has("files", "read_file"):
+            return "files", "read_file", {"path": file.group(0)}, "the task names a file not read yet"
+        if not file and "list_files" not in done and has("files", "list_files"):
+            return "files", "list_files", {}, "the task asks about the workspace's files"
+    if _is_calculation(task) and has("calculator", "calculator"):
+        fired = True
+        if "calculator" not in done:
+            return "calculator", "calculator", {}, "the task has numbers to compute"
+    for rx, tool in ((_REMEMBER, "remember"), (_RECALL, "recall")):
+        if rx.search(task) and has("memory", tool):
+            fired = True
+            if tool not in done:
+                return "memory", tool, {}, f"the task asks to {tool}"
+    decided = {o.get("tool") for o in state.get("observations") or []}  # refused and rejected count too
+    for tool in state.get("allowed_actions") or []:
+        fired = True
+        if tool not in decided and has("action", tool):
+            return "action", tool, {}, "the task asks for this action"
+    if fired and obs:
+        return "respond", None, {}, "every fact the task asks for is in"
+    return None
 
 
 def route_tools(registry) -> dict[str, list[str]]:
@@ -162,28 +277,35 @@ def _same_call(a: dict | None, tool: str, arguments: dict) -> bool:
     return bool(a) and a.get("tool") == tool and a.get("arguments") == arguments
 
 
+def open_routes(state: AgentState, by_route: dict[str, list[str]]) -> list[str]:
+    """The routes the planner may pick now: the enum of its structured answer.
+
+    ``speech`` only while an audio input waits for its transcript; ``action`` only when the user's
+    task asked for one of the action tools (``allowed_actions``); the others when the registry has
+    tools for them; ``respond`` always.
+    """
+    out = []
+    for r in ROUTES:
+        if r == "respond":
+            out.append(r)
+        elif r == "speech":
+            if state.get("audio") and not state.get("transcript"):
+                out.append(r)
+        elif r == "action":
+            if set(by_route.get("action", [])) & set(state.get("allowed_actions") or []):
+                out.append(r)
+        elif by_route.get(r):
+            out.append(r)
+    return out
+
+
 def make_nodes(llm, registry, *, approve: str = "auto", routes: dict[str, list[str]] | None = None,
-               transcribe: Callable[[str], Any] | None = None, max_steps: int = 8) -> dict[str, Callable]:
+               transcribe: Callable[[str], Any] | None = None, max_steps: int = 8,
+               hints: bool = True) -> dict[str, Callable]:
     """The node functions of the graph, closed over one model, one registry and the approval mode."""
     if approve not in {"auto", "ask", "deny"}:
         raise ValueError(f"approve must be auto, ask or deny, not {approve!r}")
     by_route = routes or route_tools(registry)
-
-    def open_routes(state: AgentState) -> list[str]:
-        out = []
-        for r in ROUTES:
-            if r == "respond":
-                out.append(r)
-            elif r == "speech":
-                if state.get("audio") and not state.get("transcript"):
-                    out.append(r)
-            elif r == "action":
-                # Only the actions the user's task asked for; with none, the model cannot pick it.
-                if set(by_route["action"]) & set(state.get("allowed_actions") or []):
-                    out.append(r)
-            elif by_route.get(r):
-                out.append(r)
-        return out
 
     def planner(state: AgentState) -> dict:
         t0 = time.perf_counter()
@@ -197,40 +319,61 @@ def make_nodes(llm, registry, *, approve: str = "auto", routes: dict[str, list[s
             m = IMAGE_IN_TASK.search(state["task"])
             if m:
                 update["image"] = view["image"] = m.group(0)  # the user's own text names the image
-        guard = None
+        guards: list[str] = []
         tokens = {"input": 0, "output": 0}
-        tool, arguments = None, {}
+        tool, arguments, model_route = None, {}, None
+        hint_tool, hint_args = None, {}
         limit = int(state.get("max_steps") or max_steps)
         if step >= limit:
-            route, guard = "respond", f"step limit {limit} reached"
+            route = "respond"
+            guards.append(f"step limit {limit} reached")
             update["limit_hit"] = True
         elif state.get("audio") and not state.get("transcript"):
-            route, guard = "speech", "audio given and not transcribed yet"
+            route = "speech"
+            guards.append("audio given and not transcribed yet")
         else:
-            open_now = open_routes(view)
-            route, raw, err = choose_route(llm, view, open_now)
+            open_now = open_routes(view, by_route)
+            model_route, raw, err = choose_route(llm, view, open_now)
             tokens = usage(raw)
+            route = model_route
+            hint = route_hint(view, by_route) if hints else None
+            if hint is not None and hint[0] in open_now:
+                if hint[0] != model_route:
+                    guards.append(f"hint: {hint[3]} (model said {model_route})")
+                route, hint_tool, hint_args = hint[0], hint[1], dict(hint[2])
             if route is None:
-                route, guard = "respond", f"model gave no valid route ({short(err or '', 80)})"
+                route = "respond"
+                guards.append(f"model gave no valid route ({short(err or '', 80)})")
         if route not in ("respond", "speech"):
             tools = list(by_route[route])
             if route == "action":
                 tools = [t for t in tools if t in (view.get("allowed_actions") or [])]
             scene_loaded = any(o.get("tool") == "perceive_image" and not o.get("is_error")
                                for o in view.get("observations") or [])
-            if route == "vision" and not scene_loaded and "perceive_image" in tools:
-                tools, guard = ["perceive_image"], "no scene yet: perceive the image first"
+            if hint_tool:
+                tools = [hint_tool]
+            elif route == "vision" and not scene_loaded and "perceive_image" in tools:
+                tools = ["perceive_image"]
+                guards.append("no scene yet: perceive the image first")
             elif route == "vision" and scene_loaded:
                 tools = [t for t in tools if t != "perceive_image"] or tools
-            tool, arguments, msg = choose_call(llm, registry, view, tools)
-            tokens = _sum_tokens(tokens, usage(msg))
-            if tool is None:
-                tool, guard = tools[0], (guard or "") + "; model made no call: empty arguments"
-            if tool == "perceive_image" and view.get("image"):
+            required = [n for n, f in registry.tools[tools[0]].arguments_model.model_fields.items() if f.is_required()]
+            if hint_tool and all(n in hint_args for n in required):
+                # The task's words give every required argument: no model call needed.
+                tool, arguments = hint_tool, hint_args
+                guards.append("arguments from the task's words")
+            else:
+                tool, arguments, msg = choose_call(llm, registry, view, tools)
+                tokens = _sum_tokens(tokens, usage(msg))
+                if tool is None:
+                    tool = tools[0]
+                    guards.append("model made no call: empty arguments")
+                arguments = {**arguments, **hint_args}
+            if tool == "perceive_image" and view.get("image") and "path" not in hint_args:
                 arguments = {**arguments, "path": str(view["image"])}
-                guard = (guard + "; " if guard else "") + "image path from the user"
+                guards.append("image path from the user")
             if any(_same_call(o, tool, arguments) for o in view.get("observations") or []):
-                guard = f"{tool} already called with these arguments: respond instead"
+                guards.append(f"{tool} already called with these arguments: respond instead")
                 route, tool, arguments = "respond", None, {}
         if route == "speech":
             tool = "transcribe"
@@ -240,7 +383,8 @@ def make_nodes(llm, registry, *, approve: str = "auto", routes: dict[str, list[s
         line = f"{step}: {route}" + (f" -> {tool}({json.dumps(arguments, default=str)})" if tool else "")
         update.update(step=step, route=route, pending_call=call, plan=[line], tokens=tokens, verdict=None,
                       trace=[_row("planner", t0, step, route=route, tool=tool, arguments=arguments or None,
-                                  result=line, guard=guard, tokens=tokens)])
+                                  result=line, guard="; ".join(guards) or None, model_route=model_route,
+                                  tokens=tokens)])
         return update
 
     def run_call(node: str):
@@ -284,12 +428,13 @@ def make_nodes(llm, registry, *, approve: str = "auto", routes: dict[str, list[s
         call = state.get("pending_call") or {}
         name, arguments = call.get("tool"), call.get("arguments") or {}
         guard = None
+        mode = state.get("approve") or approve
         if name not in (state.get("allowed_actions") or []):
             decision = {"approved": False, "reason": "the user's task did not ask for this action"}
             guard = "not requested by the task"
-        elif approve == "auto":
+        elif mode == "auto":
             decision = {"approved": True, "reason": "approve=auto"}
-        elif approve == "deny":
+        elif mode == "deny":
             decision = {"approved": False, "reason": "approve=deny"}
         else:
             decision = normalise_decision(interrupt({"tool": name, "arguments": arguments}))
@@ -324,10 +469,13 @@ def make_nodes(llm, registry, *, approve: str = "auto", routes: dict[str, list[s
         t0 = time.perf_counter()
         tokens = {"input": 0, "output": 0}
         guard = None
+        hint = route_hint(state, by_route) if hints else None
         if state.get("route") == "respond":
             verdict, guard = "done", "the planner chose to respond"
         elif not (state.get("answer") or "").strip():
             verdict, guard = "continue", "empty answer"
+        elif hint is not None and hint[0] != "respond":
+            verdict, guard = "continue", f"hint: {hint[3]} ({hint[1]})"
         else:
             messages = [
                 ("system", "Decide whether the answer finishes the task. done: it answers the task. "
@@ -371,4 +519,4 @@ def normalise_decision(value: Any) -> dict[str, Any]:
 
 
 __all__ = ["ROUTE_HELP", "ROUTE_OF", "TRUSTED_RESULTS", "Verdict", "choose_call", "choose_route", "facts_text",
-           "make_nodes", "normalise_decision", "route_tools", "usage"]
+           "make_nodes", "normalise_decision", "open_routes", "route_tools", "usage"]

@@ -53,6 +53,7 @@ class TraceRow(TypedDict, total=False):
     tool: str | None
     arguments: dict[str, Any] | None
     result: str
+    model_route: str | None  # the planner: what the model chose before any guard
     guard: str | None  # a deterministic rule that overrode or completed the model's choice
     decision: dict[str, Any] | None  # the action node: {"approved", "reason"}
     seconds: float
@@ -66,6 +67,7 @@ class AgentState(TypedDict, total=False):
     image: str | None  # an image path the task is about
     audio: str | None  # a spoken question (WAV); the speech node transcribes it
     max_steps: int
+    approve: Literal["auto", "ask", "deny"] | None  # how side-effect actions are decided (None: the graph's default)
     # decided once from the task text by the first planner step; never changed by tool output
     allowed_actions: list[str] | None
     # --- the loop ---
@@ -98,9 +100,9 @@ NODE_IO: dict[str, tuple[list[str], list[str]]] = {
     "calculator": (["pending_call"], ["observations", "pending_call", "trace"]),
     "memory": (["pending_call"], ["observations", "pending_call", "trace"]),
     "files": (["pending_call"], ["observations", "pending_call", "trace"]),
-    "action": (["pending_call", "allowed_actions"], ["observations", "pending_call", "trace"]),
+    "action": (["pending_call", "allowed_actions", "approve"], ["observations", "pending_call", "trace"]),
     "reasoner": (["task", "transcript", "observations"], ["answer", "answered_at", "trace", "tokens"]),
-    "evaluator": (["task", "route", "answer", "observations"], ["verdict", "trace", "tokens"]),
+    "evaluator": (["task", "route", "answer", "observations", "allowed_actions"], ["verdict", "trace", "tokens"]),
     "respond": (["limit_hit"], ["status", "trace"]),
 }
 
@@ -128,12 +130,15 @@ def allowed_actions_for(task: str, side_effect_tools: list[str] | tuple[str, ...
             if name in ACTION_REQUESTS and ACTION_REQUESTS[name].search(task or "")]
 
 
-def initial_state(task: str, *, image: str | None = None, audio: str | None = None, max_steps: int = 8) -> AgentState:
+def initial_state(task: str, *, image: str | None = None, audio: str | None = None, max_steps: int = 8,
+                  approve: str | None = None) -> AgentState:
     """The input of a fresh run."""
     if max_steps < 1:
         raise ValueError("max_steps must be at least 1")
+    if approve not in (None, "auto", "ask", "deny"):
+        raise ValueError(f"approve must be auto, ask or deny, not {approve!r}")
     return AgentState(task=task, image=str(image) if image else None, audio=str(audio) if audio else None,
-                      max_steps=int(max_steps), allowed_actions=None, step=0, route=None, pending_call=None,
+                      max_steps=int(max_steps), approve=approve, allowed_actions=None, step=0, route=None, pending_call=None,
                       plan=[], observations=[], transcript=None, answer="", answered_at=0, limit_hit=False, verdict=None, status=None,
                       trace=[], tokens={"input": 0, "output": 0})
 
