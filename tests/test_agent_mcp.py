@@ -186,6 +186,20 @@ def test_loopback_only(capsys):
     assert err.startswith("efsora: error: refusing to serve on 0.0.0.0") and "\n" not in err
 
 
+def test_port_in_use_is_one_line(capsys):
+    import socket
+
+    from efsora_helpers.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["mcp", "serve", "--http", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"efsora: error: cannot listen on 127.0.0.1:{port}") and "\n" not in err
+
+
 @pytest.mark.slow
 def test_stdio_real_server(tmp_path):
     """``python -m efsora_helpers.cli mcp serve`` spawned by the client: the warehouse tools over stdio."""
@@ -222,3 +236,61 @@ def test_http_real_server(tmp_path):
     assert bad.is_error and "invalid arguments" in bad.text
     assert not done.is_error and done.structured["stopped"] is True
     assert "stop_forklift_line" in (tmp_path / "ws" / "actions.jsonl").read_text()
+
+
+def test_client_registry_sends_only_what_was_given(tmp_path):
+    """Optional arguments the caller left out are not sent as null (the server's schema may forbid it)."""
+    seen = []
+    registry = ToolRegistry()
+
+    @registry.tool
+    def echo(text: str, k: Annotated[int, Field(ge=1, le=5)] = 3, tag: str = "none") -> dict:
+        """Echo the arguments.
+
+        Args:
+            text: anything
+            k: a small number
+            tag: a label
+        """
+        seen.append({"text": text, "k": k, "tag": tag})
+        return seen[-1]
+
+    with connect(registry) as c:
+        remote = c.registry()
+        schema = dict(remote.tools["echo"].parameters)
+        schema["properties"] = {**schema["properties"], "tag": {"type": "string"}}  # no default in a schema
+        remote.tools["echo"].arguments_model = mc.model_from_schema("echo", schema)
+        out = remote.call("echo", arguments={"text": "hi"})
+    assert not out.is_error and out.value == {"text": "hi", "k": 3, "tag": "none"}
+
+
+NOISY_SERVER = """
+import sys
+from efsora_helpers.agent.mcp_server import make_server
+from efsora_helpers.llm.tools import ToolRegistry
+registry = ToolRegistry()
+
+@registry.tool
+def noisy(text: str) -> str:
+    '''Print to stdout (which is the protocol channel) and return the text.
+
+    Args:
+        text: anything
+    '''
+    print("stray output that must not reach the protocol")
+    sys.stdout.flush()
+    return text.upper()
+
+make_server(registry).run("stdio")
+"""
+
+
+@pytest.mark.slow
+def test_any_command_and_stdout_is_protected():
+    """Any command that speaks MCP works; a tool that prints cannot corrupt the JSON-RPC stream."""
+    import sys
+
+    with mc.MCPClient([sys.executable, "-c", NOISY_SERVER]) as c:
+        first = c.call_tool("noisy", {"text": "a"})
+        second = c.call_tool("noisy", {"text": "b"})
+    assert (first.text, second.text) == ("A", "B") and not first.is_error

@@ -307,7 +307,7 @@ class MCPClient:
                 continue
             schema = dict(t.input_schema)
             spec = ToolSpec(name=t.name, description=t.description or t.title or t.name, parameters=schema)
-            fn = _remote_function(self, t.name)
+            fn = _remote_function(self, t.name, schema)
             registry.tools[t.name] = Tool(t.name, fn, spec, model_from_schema(t.name, schema),
                                           side_effects=not is_read_only(t))
         return registry
@@ -340,6 +340,12 @@ class MCPClient:
         return out
 
 
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    return str(value)
+
+
 def _errlog():
     """Where a stdio server's stderr goes: ours if it is a real file (a terminal, a log), else the
     process's original stderr (a Jupyter kernel's ``sys.stderr`` has no file descriptor to hand on)."""
@@ -353,9 +359,15 @@ def _errlog():
     return open(os.devnull, "w")  # noqa: SIM115 - lives as long as the server process
 
 
-def _remote_function(client: MCPClient, name: str) -> Callable[..., Any]:
+def _remote_function(client: MCPClient, name: str, schema: dict) -> Callable[..., Any]:
+    required = set(schema.get("required", []))
+
     def call(**kwargs: Any) -> Any:
-        return client._value_or_raise(name, kwargs)
+        # The local model filled absent optional arguments with None: leave them out, so the server
+        # applies its own defaults (its schema may not allow null); nested models go as plain JSON.
+        arguments = {k: v for k, v in kwargs.items() if v is not None or k in required}
+        arguments = json.loads(json.dumps(arguments, default=_jsonable))
+        return client._value_or_raise(name, arguments)
 
     call.__name__ = name
     return call

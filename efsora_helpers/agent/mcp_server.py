@@ -25,6 +25,16 @@ and every call goes through ``registry.call`` (its validation, its error results
   a workspace, and MCP's HTTP transport has no authentication unless you add OAuth, so anyone who
   can reach the port could use them. A non-loopback ``--host`` is refused unless ``--allow-remote``.
 
+An MCP host starts the stdio server from its configuration, e.g. a desktop assistant's
+``mcpServers`` file (Claude Desktop, the portable ``.mcp.json``)::
+
+    {"mcpServers": {"efsora-warehouse": {"command": "efsora", "args": ["mcp", "serve", "--workspace", "/path"]}}}
+
+or VS Code's ``.vscode/mcp.json``::
+
+    {"servers": {"efsora-warehouse": {"type": "stdio", "command": "efsora", "args": ["mcp", "serve"]},
+                 "efsora-warehouse-http": {"type": "http", "url": "http://127.0.0.1:8765/mcp"}}}
+
 Taught in ``notebooks/agent/07_mcp.ipynb``; the client side is :mod:`.mcp_client`.
 """
 
