@@ -115,7 +115,7 @@ def _eval(node: ast.AST, depth: int = 0) -> float:
         except CalculatorError:
             raise
         except (ValueError, TypeError, OverflowError) as exc:
-            raise CalculatorError(f"{node.func.id}{tuple(args)}: {exc}") from None
+            raise CalculatorError(f"{node.func.id}({', '.join(map(str, args))}): {exc}") from None
     raise CalculatorError(f"{_describe(node)} is not allowed in a calculator expression")
 
 

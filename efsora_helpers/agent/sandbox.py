@@ -231,16 +231,19 @@ BLOCKED_EVENTS = {
     "os.link", "os.symlink", "os.chown", "os.setxattr", "os.removexattr",
     "sys.remote_exec", "sys.setprofile", "sys.settrace", "winreg.OpenKey",
 }
-BLOCKED_MODULES = {"socket", "_socket", "ssl", "_ssl", "subprocess", "_posixsubprocess", "ctypes", "_ctypes",
-                   "multiprocessing", "_multiprocessing", "pty", "asyncio", "urllib", "http", "ftplib",
-                   "smtplib", "telnetlib", "requests", "httpx", "urllib3"}
+BLOCKED_MODULES = ("socket", "_socket", "ssl", "_ssl", "subprocess", "_posixsubprocess", "ctypes", "_ctypes",
+                   "multiprocessing", "_multiprocessing", "pty", "urllib.request", "http.client", "ftplib",
+                   "smtplib", "telnetlib", "requests", "httpx", "urllib3")
 PATH_EVENTS = {"os.mkdir": 1, "os.remove": 1, "os.rmdir": 1, "os.rename": 2, "os.replace": 2, "os.chmod": 1,
                "os.utime": 1, "os.truncate": 1, "os.listdir": 0, "os.scandir": 0, "os.chdir": 0, "shutil.rmtree": 0}
 WRITE_EVENTS = {"os.mkdir", "os.remove", "os.rmdir", "os.rename", "os.replace", "os.chmod", "os.utime",
                 "os.truncate", "shutil.rmtree"}
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+def _blocked(module):
+    return any(module == m or module.startswith(m + ".") for m in BLOCKED_MODULES)
+
 for name in list(sys.modules):
-    if name.split(".")[0] in BLOCKED_MODULES:
+    if _blocked(name):
         del sys.modules[name]
 _realpath, _fsdecode = os.path.realpath, os.fsdecode
 
@@ -258,7 +261,7 @@ def _check_path(event, path, write):
 def _hook(event, args):
     if event in BLOCKED_EVENTS:
         raise PermissionError(f"sandbox: {event} is not allowed in run_python")
-    if event == "import" and args[0].split(".")[0] in BLOCKED_MODULES:
+    if event == "import" and _blocked(args[0]):
         raise ImportError(f"sandbox: import of {args[0]} is not allowed in run_python")
     if event == "open":
         path, mode, flags = args
