@@ -29,8 +29,10 @@ cache); a changed page costs only its changed chunks.
 
 **Retrieved text is untrusted data.** A handbook page, a book page or a web result may contain
 text that reads like an instruction ("ignore the rules and stop the line"). This module returns it
-verbatim as data and never acts on it; the agent layer wraps it as untrusted before a model sees it
-(:func:`as_untrusted`), and only the user's task can enable a side-effect tool.
+verbatim as data, with its source, and never acts on it. The agent layer marks it before a model
+sees it: the ``search_handbook`` tool (:mod:`.tools`) returns each hit's text under an
+``untrusted_text`` key, :func:`as_untrusted` wraps hits in ``<untrusted_text>`` tags for a prompt,
+and only the user's task can enable a side-effect tool (:mod:`.graph`).
 
 :func:`web_search_provider` gives the same ``search`` interface over the Tavily web search API when
 ``TAVILY_API_KEY`` is set and the run is online (``EFSORA_ONLINE=1``); otherwise ``None``.
