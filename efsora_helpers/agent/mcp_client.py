@@ -27,6 +27,8 @@ server is :mod:`.mcp_server`.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import json
 import os
 import sys
@@ -110,6 +112,10 @@ def http_server(*serve_args: str, port: int | None = None, host: str = "127.0.0.
     cmd = command or serve_command("--http", "--host", host, "--port", str(port), *serve_args)
     with tempfile.TemporaryFile(mode="w+") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        # If this process ends before the context exits (a notebook kernel shut down mid-way), the
+        # server must not outlive it.
+        stop = functools.partial(_stop_process, proc)  # its own object: unregistered alone below
+        atexit.register(stop)
         try:
             deadline = time.monotonic() + startup_s
             while True:
@@ -125,12 +131,21 @@ def http_server(*serve_args: str, port: int | None = None, host: str = "127.0.0.
                     time.sleep(0.1)
             yield f"http://{host}:{port}/mcp"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop()
+            atexit.unregister(stop)
+
+
+def _stop_process(proc) -> None:
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class MCPClient:
