@@ -112,8 +112,10 @@ def test_policies(setup_graph):
     assert ap.drive(graph, {"task": "2+2", "tool": "calculator", "arguments": {"expression": "2+2"}},
                     "p3", "deny").status == "done"
     # a veto check runs before the rules
-    veto = ap.tool_policy({"stop_forklift_line": "auto"}, check=lambda r: "no zone" if not r.arguments.get("zone") else None)
-    assert ap.drive(graph, {**STOP, "arguments": {"zone": "", "reason": "x"}}, "p4", veto).decisions[0][1]["approved"] is False
+    veto = ap.tool_policy({"stop_forklift_line": "auto"},
+                          check=lambda r: None if r.arguments.get("zone") else "no zone")
+    vetoed = ap.drive(graph, {**STOP, "arguments": {"zone": "", "reason": "x"}}, "p4", veto)
+    assert vetoed.decisions[0][1] == {"approved": False, "reason": "rejected by policy: no zone"}
     with pytest.raises(ValueError, match="unknown approval policy"):
         ap.as_policy("maybe")
     nobody = ap.terminal_person(input_fn=lambda prompt: (_ for _ in ()).throw(EOFError()), out=lambda s: None)

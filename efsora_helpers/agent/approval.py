@@ -130,7 +130,8 @@ def pending(graph, thread_or_config: str | dict) -> list[ApprovalRequest]:
             requests.append(ApprovalRequest(
                 tool=str(value.get("tool", "?")), arguments=arguments,
                 asked_by=str(value.get("asked_by") or _asker(task.name, state.values)), why=str(why),
-                interrupt_id=intr.id, task=str(state.values.get("task") or ""), thread_id=state.config["configurable"].get("thread_id"),
+                interrupt_id=intr.id, task=str(state.values.get("task") or ""),
+                thread_id=state.config["configurable"].get("thread_id"),
                 checkpoint_id=checkpoint_id(state), payload=dict(value)))
     return requests
 
@@ -252,7 +253,10 @@ def drive(graph, inputs: Any, thread_or_config: str | dict, policy: str | Policy
     config = _config(thread_or_config)
     thread = {"configurable": {"thread_id": config["configurable"]["thread_id"]}}
     made: list[tuple[ApprovalRequest, Decision]] = []
-    graph.invoke(inputs, config, **invoke_kwargs)
+    if inputs is None and not checkpoint_id(config) and pending(graph, thread):
+        pass  # the thread is already paused: answer what it waits on (invoking would re-run the node)
+    else:
+        graph.invoke(inputs, config, **invoke_kwargs)
     for _ in range(max_rounds):
         # After a replay or a fork the thread's newest checkpoint is the branch just run.
         requests = pending(graph, thread)
@@ -337,6 +341,11 @@ def snapshots(graph, thread_id: str) -> list[Any]:
     return sorted(graph.get_state_history(thread_config(thread_id)), key=checkpoint_id)
 
 
+def _tool_of(intr: Any) -> str:
+    value = getattr(intr, "value", None)
+    return str(value.get("tool", "?")) if isinstance(value, dict) else "?"
+
+
 def history(graph, thread_id: str, ignore: tuple[str, ...] = NOISY_KEYS):
     """A table (pandas) of a thread's checkpoints, oldest first, with their tree structure.
 
@@ -379,8 +388,7 @@ def history(graph, thread_id: str, ignore: tuple[str, ...] = NOISY_KEYS):
             "step": snap.metadata.get("step"), "source": snap.metadata.get("source"),
             "checkpoint": cid[-8:], "parent": (parent or "")[-8:], "branch": branch_of[cid],
             "next": ",".join(snap.next) or "(end)",
-            "waiting": ",".join(str(getattr(i, "value", {}).get("tool", "?")) if isinstance(getattr(i, "value", None), dict)
-                                else "?" for t in snap.tasks for i in t.interrupts),
+            "waiting": ",".join(_tool_of(i) for t in snap.tasks for i in t.interrupts),
             "changed": changes(before, dict(snap.values), ignore),
             "head": cid in on_head, "checkpoint_id": cid})
     return pd.DataFrame(rows, columns=columns)
@@ -509,7 +517,8 @@ def _worker(argv: list[str] | None = None) -> int:
     import os
     import time
 
-    p = argparse.ArgumentParser(description="resume a checkpointed LangGraph thread (worker of resume_in_new_process)")
+    p = argparse.ArgumentParser(description="resume a checkpointed LangGraph thread "
+                                            "(the worker of resume_in_new_process)")
     p.add_argument("--db", required=True)
     p.add_argument("--thread", required=True)
     p.add_argument("--builder", required=True)
