@@ -218,6 +218,21 @@ def test_stdio_real_server(tmp_path):
     assert not (tmp_path / "ws" / "actions.jsonl").exists()
 
 
+def foreign_request(url: str, headers: dict) -> int:
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}).encode()
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never a proxy
+    try:
+        with opener.open(req, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 @pytest.mark.slow
 def test_http_real_server(tmp_path):
     """``efsora mcp serve --http`` on a free loopback port, started and stopped by the test."""
@@ -226,6 +241,9 @@ def test_http_real_server(tmp_path):
     direct = warehouse_tools(tmp_path / "direct")
     with mc.http_server("--workspace", str(tmp_path / "ws")) as url:
         assert url.startswith("http://127.0.0.1:")
+        # DNS-rebinding protection: a web page that resolves its own name to 127.0.0.1 is refused.
+        assert foreign_request(url, {"Host": "attacker.example"}) == 421
+        assert foreign_request(url, {"Origin": "http://attacker.example"}) == 403
         with mc.MCPClient(url, approve=mc.approve_all) as c:
             names = [t.name for t in c.list_tools()]
             calc = c.call_tool("calculator", {"expression": "2**10"})
