@@ -52,6 +52,7 @@ class RoundTrip:
     answer_audio_seconds: float
     speech: list[tuple[float, float]] = field(default_factory=list)  # VAD segments (s)
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    agent_trace: list[dict] = field(default_factory=list)  # the agent's steps: node, tool, seconds
 
     @property
     def total_seconds(self) -> float:
@@ -66,7 +67,7 @@ class RoundTrip:
 
 def _spoken(text: str, max_words: int = MAX_SPOKEN_WORDS) -> str:
     """The part of an answer worth speaking: plain words, cut at a sentence end near ``max_words``."""
-    text = " ".join(str(text).replace("*", " ").replace("#", " ").split())
+    text = " ".join(str(text).replace("*", " ").replace("#", " ").replace("_", " ").split())
     words = text.split()
     if len(words) <= max_words:
         return text
@@ -76,8 +77,8 @@ def _spoken(text: str, max_words: int = MAX_SPOKEN_WORDS) -> str:
 
 
 def answer_question(question: str, *, provider: str | None = None, approve: str = "deny",
-                    max_steps: int = 8) -> tuple[str, str, str]:
-    """``(answer, answered_by, status)`` from the agent, or a plain chat model stand-in."""
+                    max_steps: int = 8) -> tuple[str, str, str, list[dict]]:
+    """``(answer, answered_by, status, trace)`` from the agent, or a plain chat model stand-in."""
     try:
         from efsora_helpers.agent.graph import run_agent
     except ImportError:
@@ -88,7 +89,9 @@ def answer_question(question: str, *, provider: str | None = None, approve: str 
         if result.status == "interrupted" and result.pending:
             tool = result.pending.get("tool") if isinstance(result.pending, dict) else result.pending
             answer = f"I need your approval before I run {tool}. Ask again with approval."
-        return answer, "run_agent", result.status
+        trace = [{"node": r.get("node"), "tool": r.get("tool"), "seconds": r.get("seconds")}
+                 for r in (result.trace or []) if isinstance(r, dict)]
+        return answer, "run_agent", result.status, trace
     from langchain_core.messages import HumanMessage, SystemMessage
 
     from efsora_helpers.llm.langchain import chat_model
@@ -96,7 +99,7 @@ def answer_question(question: str, *, provider: str | None = None, approve: str 
     llm = chat_model(provider, max_tokens=96)
     reply = llm.invoke([SystemMessage("You are a warehouse safety assistant. Answer in one or two short sentences."),
                         HumanMessage(question)])
-    return str(reply.content), "chat_model (stand-in: agent graph not importable)", "done"
+    return str(reply.content), "chat_model (stand-in: agent graph not importable)", "done", []
 
 
 def _cut(audio: np.ndarray, start: float, end: float, pad: float = ASR_PAD_S) -> np.ndarray:
@@ -118,7 +121,7 @@ def ask(path, *, out=None, provider: str | None = None, approve: str = "deny", t
     """Answer the spoken question in the WAV file ``path``; write the spoken answer to ``out``.
 
     ``agent`` (optional) replaces :func:`answer_question`: a callable ``question -> (answer,
-    answered_by, status)``, e.g. a fake in a unit test.
+    answered_by, status[, trace])``, e.g. a fake in a unit test.
     """
     from .tts import speak, write_wav
 
@@ -146,9 +149,11 @@ def ask(path, *, out=None, provider: str | None = None, approve: str = "deny", t
 
     t = time.perf_counter()
     if agent is None:
-        answer, answered_by, status = answer_question(question, provider=provider, approve=approve)
+        reply = answer_question(question, provider=provider, approve=approve)
     else:
-        answer, answered_by, status = agent(question)
+        reply = agent(question)
+    answer, answered_by, status = reply[:3]
+    trace = list(reply[3]) if len(reply) > 3 else []
     stages["agent"] = time.perf_counter() - t
     spoken = _spoken(answer) or "I have no answer."
 
@@ -163,7 +168,8 @@ def ask(path, *, out=None, provider: str | None = None, approve: str = "deny", t
     return RoundTrip(question_file=str(path), question=question, answer=spoken, answer_file=str(out),
                      answered_by=answered_by, status=status, audio_seconds=len(samples) / SAMPLE_RATE,
                      answer_audio_seconds=speech_out.duration,
-                     speech=[(round(s.start, 3), round(s.end, 3)) for s in segments], stages=stages)
+                     speech=[(round(s.start, 3), round(s.end, 3)) for s in segments], stages=stages,
+                     agent_trace=trace)
 
 
 def check_answer(result: RoundTrip, engine: str = "faster") -> dict:
