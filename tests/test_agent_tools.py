@@ -75,6 +75,18 @@ ATTACKS: list[dict] = [
      "arguments": {"code": "import _posixsubprocess"}, "expect": "import of _posixsubprocess is not allowed"},
     {"id": "code_ctypes", "tries": "ctypes (raw memory, libc calls)", "tool": "run_python",
      "arguments": {"code": "import ctypes\nctypes.CDLL(None).system(b'id')"}, "expect": "import of ctypes is not allowed"},
+    {"id": "code_tamper_hook", "tries": "swap the audit hook's settings (its __defaults__)", "tool": "run_python",
+     "arguments": {"code": "import __main__\n__main__._hook.__defaults__ = ((), ())"},
+     "expect": "changing a function's __defaults__ is not allowed"},
+    {"id": "code_patch_realpath", "tries": "monkeypatch os.path.realpath, then open /etc/passwd", "tool": "run_python",
+     "arguments": {"code": "import os, posixpath\nos.path.realpath = posixpath.realpath = lambda p, **k: 'main.py'\n"
+                           "print(open('/etc/passwd').read())"}, "expect": "outside the sandbox folder"},
+    {"id": "code_dir_fd", "tries": "a descriptor of Python's folder, then write through it", "tool": "run_python",
+     "arguments": {"code": "import os, sys\nfd = os.open(sys.prefix, os.O_RDONLY)\n"
+                           "os.open('pwned', os.O_WRONLY | os.O_CREAT, dir_fd=fd)"},
+     "expect": "outside the sandbox folder"},
+    {"id": "code_bytes_path", "tries": "open(b'/etc/passwd') (a bytes path)", "tool": "run_python",
+     "arguments": {"code": "print(open(b'/etc/passwd').read())"}, "expect": "outside the sandbox folder"},
     {"id": "fork_bomb", "tries": "while True: os.fork()", "tool": "run_python",
      "arguments": {"code": "import os\nwhile True:\n    os.fork()"}, "expect": "os.fork is not allowed"},
     {"id": "memory_bomb", "tries": "allocate 4 GB", "tool": "run_python",
@@ -277,7 +289,7 @@ def test_attack_fails(attack, tools, tmp_path):
 
 def test_attack_list_covers_the_brief():
     ids = {a["id"] for a in ATTACKS}
-    for needed in ("path_traversal", "absolute_path", "symlink_escape", "code_reads_passwd", "code_network",
+    for needed in ("code_tamper_hook", "path_traversal", "absolute_path", "symlink_escape", "code_reads_passwd", "code_network",
                    "fork_bomb", "memory_bomb", "cpu_loop", "code_os_system", "calc_class_walk", "calc_huge_exponent",
                    "injection_in_file"):
         assert needed in ids
@@ -427,13 +439,20 @@ def _cmdline(pid: str) -> str:
         return ""
 
 
-def test_basic_isolation_mode_still_refuses(tmp_path):
-    """Without kernel layers (``isolation="basic"``, what a non-root machine gets) the hook and rlimits hold."""
-    for code, expect in [("print(open('/etc/passwd').read())", "outside the sandbox folder"),
-                         ("import socket", "not allowed"), ("import os\nos.fork()", "os.fork is not allowed")]:
-        r = run_python(code, tmp_path, limits=TEST_LIMITS, isolation="basic")
-        assert r.exit_code == 1 and expect in r.stderr, r
-        assert r.layers == ["rlimits", "timeout + process-group kill", "audit hook"]
+CODE_ATTACKS = [a for a in ATTACKS if a["tool"] == "run_python"]
+
+
+@pytest.mark.parametrize("attack", CODE_ATTACKS, ids=[a["id"] for a in CODE_ATTACKS])
+def test_code_attacks_fail_without_kernel_layers(attack, tmp_path):
+    """``isolation="basic"`` (what a machine without root or namespaces gets): rlimits, timeout and the
+    audit hook alone refuse every code attack of the list too."""
+    import re
+
+    r = run_python(attack["arguments"]["code"], tmp_path, limits=TEST_LIMITS, isolation="basic")
+    assert r.layers == ["rlimits", "timeout + process-group kill", "audit hook"]
+    assert r.exit_code != 0, r
+    assert re.search(attack["expect"], json.dumps(r.as_dict())), r
+    assert not Path("/tmp/pwned_by_agent").exists()
 
 
 def test_perceive_on_a_scene_with_a_fake_engine(tmp_path):

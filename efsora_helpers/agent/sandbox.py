@@ -213,70 +213,124 @@ NOBODY = 65534
 # Runs inside the child before the user's code: limits, then the audit hook, then the code.
 # Reads its settings from argv[1] (JSON). Imports nothing the hook would refuse later.
 _LAUNCHER = r'''
-import json, os, resource, sys
+import json, os, posix, resource, sys, types
 cfg = json.loads(sys.argv[1])
 for name, value in cfg["rlimits"].items():
     lim = getattr(resource, name)
     hard = value + 1 if name == "RLIMIT_CPU" else value  # SIGXCPU at the soft limit, SIGKILL a second later
     resource.setrlimit(lim, (value, hard))
-work = os.path.realpath(cfg["work"])
-readable = tuple(os.path.realpath(p) for p in cfg["readable"])
-BLOCKED_EVENTS = {
+BLOCKED_EVENTS = frozenset({
     "socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "socket.gethostbyname",
     "socket.gethostbyaddr", "socket.sendto", "socket.sendmsg",
     "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.kill", "os.killpg",
     "subprocess.Popen", "pty.spawn",
     "ctypes.dlopen", "ctypes.dlsym", "ctypes.call_function", "ctypes.cdata", "ctypes.addressof",
     "ctypes.string_at", "ctypes.wstring_at", "ctypes.create_string_buffer",
-    "os.link", "os.symlink", "os.chown", "os.setxattr", "os.removexattr",
-    "sys.remote_exec", "sys.setprofile", "sys.settrace", "winreg.OpenKey",
-}
+    "os.link", "os.symlink", "os.chown", "os.setxattr", "os.removexattr", "sys.setprofile", "sys.settrace",
+})
 BLOCKED_MODULES = ("socket", "_socket", "ssl", "_ssl", "subprocess", "_posixsubprocess", "ctypes", "_ctypes",
                    "multiprocessing", "_multiprocessing", "pty", "urllib.request", "http.client", "ftplib",
-                   "smtplib", "telnetlib", "requests", "httpx", "urllib3")
+                   "smtplib", "telnetlib", "requests", "httpx", "urllib3", "cffi", "_cffi_backend")
+# event -> how many leading arguments are paths
 PATH_EVENTS = {"os.mkdir": 1, "os.remove": 1, "os.rmdir": 1, "os.rename": 2, "os.replace": 2, "os.chmod": 1,
-               "os.utime": 1, "os.truncate": 1, "os.listdir": 0, "os.scandir": 0, "os.chdir": 0, "shutil.rmtree": 0}
-WRITE_EVENTS = {"os.mkdir", "os.remove", "os.rmdir", "os.rename", "os.replace", "os.chmod", "os.utime",
-                "os.truncate", "shutil.rmtree"}
-WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-def _blocked(module):
-    return any(module == m or module.startswith(m + ".") for m in BLOCKED_MODULES)
+               "os.utime": 1, "os.truncate": 1, "os.listdir": 1, "os.scandir": 1, "os.chdir": 1, "shutil.rmtree": 1}
+WRITE_EVENTS = frozenset({"os.mkdir", "os.remove", "os.rmdir", "os.rename", "os.replace", "os.chmod", "os.utime",
+                          "os.truncate", "shutil.rmtree", "os.chdir"})
+
+
+def _resolve(p, _d=(posix.getcwd, posix.lstat, posix.readlink, OSError, PermissionError)):
+    # Like os.path.realpath, but built only from C functions captured here: code that patches
+    # os or posixpath cannot make the hook see a different path than the kernel opens.
+    getcwd, lstat, readlink, oserror, refuse = _d
+    if not p.startswith("/"):
+        p = getcwd() + "/" + p
+    parts = [x for x in p.split("/") if x and x != "."]
+    out, links, missing = [], 0, False
+    while parts:
+        name = parts.pop(0)
+        if name == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(name)
+        if missing:
+            continue
+        try:
+            mode = lstat("/" + "/".join(out)).st_mode
+        except oserror:
+            missing = True  # not there (yet): the rest is plain text
+            continue
+        if mode & 0o170000 == 0o120000:
+            links += 1
+            if links > 40:
+                raise refuse("sandbox: too many symlinks")
+            target = readlink("/" + "/".join(out))
+            out.pop()
+            if target.startswith("/"):
+                out = []
+            parts = [x for x in target.split("/") if x and x != "."] + parts
+    return "/" + "/".join(out)
+
+
+def _hook(event, args, _c=(os.path.realpath(cfg["work"]), tuple(os.path.realpath(p) for p in cfg["readable"]),
+                           BLOCKED_EVENTS, BLOCKED_MODULES, PATH_EVENTS.copy(), WRITE_EVENTS,
+                           os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND),
+          _f=(_resolve, posix.fspath, posix.lstat, isinstance, bytes, int, str, PermissionError, ImportError,
+              OSError, types.FunctionType, type, any)):
+    # Every name below is an argument with a default, captured when the launcher ran: replacing a
+    # global, a builtin or a module attribute afterwards does not change what the hook does, and
+    # replacing its defaults or code is refused (object.__setattr__ on functions).
+    work, readable, blocked_events, blocked_modules, path_events, write_events, write_flags = _c
+    resolve, fspath, lstat, isinst, _bytes, _int, _str, refuse, refuse_import, oserror, function, typ, some = _f
+    if event in blocked_events:
+        raise refuse(f"sandbox: {event} is not allowed in run_python")
+    if event == "object.__setattr__":
+        if typ(args[0]) is function and args[1] in ("__code__", "__defaults__", "__kwdefaults__"):
+            raise refuse(f"sandbox: changing a function's {args[1]} is not allowed in run_python")
+        return
+    if event == "import":
+        module = args[0]
+        if some(module == m or module.startswith(m + ".") for m in blocked_modules):
+            raise refuse_import(f"sandbox: import of {module} is not allowed in run_python")
+        return
+    if event == "open":
+        paths, write = args[:1], bool((args[1] and some(c in args[1] for c in "wax+"))
+                                      or (args[2] and args[2] & write_flags))
+    elif event in path_events:
+        paths, write = args[:path_events[event]], event in write_events
+    else:
+        return
+    for path in paths:
+        if path is None or isinst(path, _int):  # a descriptor: it was checked when it was opened
+            continue
+        p = fspath(path)
+        if isinst(p, _bytes):
+            p = p.decode("utf-8", "surrogateescape")
+        if not p.startswith("/") and ".." in p.split("/"):
+            # A relative path may be meant for a dir_fd the hook cannot see: no climbing out.
+            raise refuse(f"sandbox: {event} with '..' in a relative path is refused: {p}")
+        real = resolve(p)
+        if real == work or real.startswith(work + "/"):
+            continue
+        if not write and some(real == r or real.startswith(r + "/") for r in readable):
+            try:
+                is_dir = lstat(real).st_mode & 0o170000 == 0o040000
+            except oserror:
+                is_dir = False
+            if not (is_dir and event == "open"):  # no descriptor of a folder outside (a dir_fd to write through)
+                continue
+        raise refuse(f"sandbox: {event} outside the sandbox folder is refused: {p}")
+
 
 for name in list(sys.modules):
-    if _blocked(name):
+    if any(name == m or name.startswith(m + ".") for m in BLOCKED_MODULES):
         del sys.modules[name]
-_realpath, _fsdecode = os.path.realpath, os.fsdecode
-
-def _inside(path, roots):
-    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
-
-def _check_path(event, path, write):
-    if isinstance(path, int) or path is None:  # an open descriptor: it was checked when it was opened
-        return
-    p = _realpath(_fsdecode(path))
-    if _inside(p, (work,)) or (not write and _inside(p, readable)):
-        return
-    raise PermissionError(f"sandbox: {event} outside the sandbox folder is refused: {_fsdecode(path)}")
-
-def _hook(event, args):
-    if event in BLOCKED_EVENTS:
-        raise PermissionError(f"sandbox: {event} is not allowed in run_python")
-    if event == "import" and _blocked(args[0]):
-        raise ImportError(f"sandbox: import of {args[0]} is not allowed in run_python")
-    if event == "open":
-        path, mode, flags = args
-        write = bool((mode and any(c in mode for c in "wax+")) or (flags and flags & WRITE_FLAGS))
-        _check_path(event, path, write)
-    elif event in PATH_EVENTS:
-        paths = args[:PATH_EVENTS[event]] if PATH_EVENTS[event] else args[:1]
-        for path in paths:
-            _check_path(event, path, event in WRITE_EVENTS)
-
-os.chdir(work)
-sys.path[:] = [p for p in sys.path if _inside(os.path.realpath(p), readable)]
+os.chdir(cfg["work"])
+readable = tuple(os.path.realpath(p) for p in cfg["readable"])
+sys.path[:] = [p for p in sys.path if any(os.path.realpath(p).startswith(r) for r in readable)]
 if cfg.get("hook", True):
     sys.addaudithook(_hook)
-del cfg, name, lim, hard
+del cfg, name, lim, hard, value, readable
 __code = open("main.py").read()
 __g = {"__name__": "__main__", "__file__": "main.py", "__builtins__": __builtins__}
 exec(compile(__code, "main.py", "exec"), __g)
