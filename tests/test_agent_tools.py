@@ -474,3 +474,17 @@ def test_perceive_on_a_scene_with_a_fake_engine(tmp_path):
     assert not err and count["count"] == 2
     assert tools.session.result is shipped
     assert stat.S_ISDIR(os.stat(tools.workspace.path).st_mode)
+
+
+def test_old_run_folders_are_pruned(tmp_path):
+    import time
+
+    from efsora_helpers.agent import sandbox
+
+    runs = tmp_path / "runs"
+    for i in range(5):
+        (runs / f"20200101-00000{i}-x" / "work").mkdir(parents=True)
+        os.utime(runs / f"20200101-00000{i}-x", (time.time() - 3600, time.time() - 3600))
+    (runs / "20300101-000000-new").mkdir()  # young: kept even when over the count
+    sandbox._prune(runs, keep=2)
+    assert sorted(p.name for p in runs.iterdir()) == ["20200101-000004-x", "20300101-000000-new"]

@@ -435,6 +435,7 @@ def run_python(code: str, workspace: str | Path, *, limits: Limits | None = None
     """
     limits = limits or Limits()
     runs = Path(workspace) / "runs"
+    _prune(runs)
     run_dir = runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     work = run_dir / "work"
     work.mkdir(parents=True)
@@ -497,6 +498,25 @@ def run_python(code: str, workspace: str | Path, *, limits: Limits | None = None
             pass
     return RunResult(exit_code=code_, stdout=stdout, stderr=_clean_stderr(stderr), seconds=round(seconds, 3),
                      timed_out=timed_out, signal=sig, truncated=t1 or t2, layers=layers, folder=str(work))
+
+
+KEEP_RUNS = 50  # run folders kept per workspace (newest first); older ones are deleted
+
+
+def _prune(runs: Path, keep: int = KEEP_RUNS, min_age_s: float = 600.0) -> None:
+    """Delete all but the newest ``keep`` run folders, never one younger than ``min_age_s`` (it may
+    still be running in another process). The chroot's mount points live only in the run's own
+    mount namespace, so here they are empty folders."""
+    if not runs.is_dir():
+        return
+    folders = sorted((p for p in runs.iterdir() if p.is_dir() and not p.is_symlink()), key=lambda p: p.name)
+    now = time.time()
+    for old in folders[:-keep] if len(folders) > keep else []:
+        try:
+            if now - old.stat().st_mtime > min_age_s:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _tasks_of(uid: int) -> int:

@@ -237,7 +237,7 @@ def warehouse_tools(workspace: str | Path | None = None, *, search=None, memory=
 
     @registry.tool
     def run_python(code: Code) -> dict:
-        """Run a short Python program in a sandbox (no network, no files outside its folder, 5 s CPU) and return its output.
+        """Run a short Python program (standard library and numpy) in a sandbox and return its output: no network, no files outside its own folder, a few seconds of CPU.
 
         Args:
             code: the program; print what you want to see
