@@ -488,3 +488,17 @@ def test_old_run_folders_are_pruned(tmp_path):
     (runs / "20300101-000000-new").mkdir()  # young: kept even when over the count
     sandbox._prune(runs, keep=2)
     assert sorted(p.name for p in runs.iterdir()) == ["20200101-000004-x", "20300101-000000-new"]
+
+
+@pytest.mark.skipif("network namespace" not in KERNEL, reason="needs unshare --net")
+def test_network_namespace_alone(tmp_path, monkeypatch):
+    """A machine where only the network namespace works (no mount namespace): that layer is used alone."""
+    from efsora_helpers.agent import sandbox
+
+    monkeypatch.setattr(sandbox, "kernel_isolation", lambda: ("network namespace",))
+    r = run_python("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)", tmp_path,
+                   limits=TEST_LIMITS, audit_hook=False)
+    assert r.layers == ["rlimits", "timeout + process-group kill", "network namespace"]
+    assert "Network is unreachable" in r.stderr, r
+    ok = run_python("print(2 + 2)", tmp_path, limits=TEST_LIMITS)
+    assert ok.stdout == "4\n" and "audit hook" in ok.layers
