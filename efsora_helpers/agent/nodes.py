@@ -214,13 +214,19 @@ def _structured_kwargs(llm) -> dict[str, Any]:
     return {"method": "json_schema"} if type(llm).__name__ in {"ChatOpenAI", "AzureChatOpenAI"} else {}
 
 
+def route_model(routes: list[str]) -> type[BaseModel]:
+    """The planner's structured answer: one field whose JSON Schema is an enum of ``routes``."""
+    Next = create_model("NextStep", route=(Literal[tuple(routes)], Field(description="the next step")))
+    Next.__doc__ = "The next step of the warehouse agent."
+    return Next
+
+
 def choose_route(llm, state: AgentState, routes: list[str]) -> tuple[str | None, Any, str | None]:
     """Ask the model for the next route; the answer can only be one of ``routes``.
 
     Returns ``(route or None, raw message, parsing error)``.
     """
-    Next = create_model("NextStep", route=(Literal[tuple(routes)], Field(description="the next step")))
-    Next.__doc__ = "The next step of the warehouse agent."
+    Next = route_model(routes)
     menu = "\n".join(f"{r}: {ROUTE_HELP[r]}" for r in routes)
     messages = [
         ("system", "You are the planner of a warehouse safety agent. Pick the next step.\n" + menu +
@@ -519,4 +525,4 @@ def normalise_decision(value: Any) -> dict[str, Any]:
 
 
 __all__ = ["ROUTE_HELP", "ROUTE_OF", "TRUSTED_RESULTS", "Verdict", "choose_call", "choose_route", "facts_text",
-           "make_nodes", "normalise_decision", "open_routes", "route_tools", "usage"]
+           "make_nodes", "normalise_decision", "open_routes", "route_hint", "route_model", "route_tools", "usage"]
