@@ -44,8 +44,12 @@ ATTACKS: list[dict] = [
      "arguments": {"path": "alias.txt"}, "setup": "symlink_in", "expect": "symlinks are refused"},
     {"id": "hard_link", "tries": "a hard link to a file outside the root", "tool": "read_file",
      "arguments": {"path": "hard.txt"}, "setup": "hard_link", "expect": "hard links"},
+    {"id": "hard_link_write", "tries": "overwrite a file outside through a hard link", "tool": "write_file",
+     "arguments": {"path": "hard.txt", "content": "owned"}, "setup": "hard_link", "expect": "hard links"},
     {"id": "device_file", "tries": "a FIFO (a device-like file) that would block a read", "tool": "read_file",
      "arguments": {"path": "pipe"}, "setup": "fifo", "expect": "not a regular file"},
+    {"id": "device_write", "tries": "write into a FIFO", "tool": "write_file",
+     "arguments": {"path": "pipe", "content": "x"}, "setup": "fifo", "expect": "not a regular file"},
     {"id": "oversize_read", "tries": "read a 300 KB file", "tool": "read_file",
      "arguments": {"path": "big.txt"}, "setup": "big_file", "expect": "read limit"},
     {"id": "oversize_write", "tries": "write 30 000 characters", "tool": "write_file",
@@ -502,3 +506,12 @@ def test_network_namespace_alone(tmp_path, monkeypatch):
     assert "Network is unreachable" in r.stderr, r
     ok = run_python("print(2 + 2)", tmp_path, limits=TEST_LIMITS)
     assert ok.stdout == "4\n" and "audit hook" in ok.layers
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_character_device_is_refused(tmp_path):
+    box = FileSandbox(tmp_path / "root")
+    os.mknod(box.root / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))  # what /dev/null is
+    for action in (lambda: box.read("null"), lambda: box.write("null", "x")):
+        with pytest.raises(SandboxError, match="not a regular file"):
+            action()

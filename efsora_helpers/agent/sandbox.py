@@ -135,11 +135,22 @@ class FileSandbox:
         creating = bool(flags & os.O_CREAT)
         dfd = self._open_dir(parts[:-1], create=creating)
         try:
+            # Look before opening: opening a device or a FIFO can itself have effects.
+            try:
+                st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    raise SandboxError(f"{path!r} is a symlink; symlinks are refused")
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                    raise SandboxError(f"{path!r} is not a regular file (device, FIFO or socket files are refused)")
+            except FileNotFoundError:
+                pass
             try:
                 fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode, dir_fd=dfd)
             except OSError as exc:
                 if exc.errno == errno.ELOOP or (exc.errno == errno.ENXIO and _is_link(dfd, parts[-1])):
                     raise SandboxError(f"{path!r} is a symlink; symlinks are refused") from None
+                if exc.errno == errno.ENXIO:
+                    raise SandboxError(f"{path!r} is not a regular file (device, FIFO or socket files are refused)") from None
                 if exc.errno == errno.ENOENT:
                     raise FileNotFoundError(f"no file {path!r} in the sandbox") from None
                 if exc.errno == errno.EISDIR:
@@ -179,8 +190,11 @@ class FileSandbox:
         data = content.encode("utf-8")
         if len(data) > self.max_write_bytes:
             raise SandboxError(f"the content is {len(data)} bytes; the write limit is {self.max_write_bytes}")
-        fd = self._open_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        # No O_TRUNC: truncate only after the checks, or a hard link to a file elsewhere would be
+        # emptied before it is refused.
+        fd = self._open_file(path, os.O_WRONLY | os.O_CREAT)
         with os.fdopen(fd, "wb") as f:
+            f.truncate(0)
             f.write(data)
         return len(data)
 
