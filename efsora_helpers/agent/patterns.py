@@ -507,6 +507,65 @@ def build_supervisor(llm, box: Toolbox, *, max_steps: int = 10, max_routes: int 
     g.add_edge("answer", END)
     return g.compile()
 
+# ---- pictures -----------------------------------------------------------------------------------
+_POSITIONS = {
+    "react": {"__start__": (0, 0), "act": (0, -1.2), "observe": (2.2, -1.2), "__end__": (0, -2.4)},
+    "plan_execute": {"__start__": (0, 0), "plan": (0, -1.2), "execute": (2.2, -1.8), "answer": (0, -2.4),
+                     "__end__": (0, -3.6)},
+    "reflection": {"__start__": (0, 0), "act": (0, -1.2), "critique": (2.2, -1.8), "__end__": (0, -2.4)},
+    "supervisor": {"__start__": (0, 0), "supervisor": (0, -1.2), "vision": (-2.2, -1.8), "report": (2.2, -1.8),
+                   "answer": (0, -2.4), "__end__": (0, -3.6)},
+}
+
+
+def draw_pattern(graph, name: str | None = None, ax=None, *, title: str | None = None):
+    """Draw a pattern's compiled graph with matplotlib (offline; no Mermaid web service): boxes for
+    nodes, solid arrows for fixed edges, dashed for conditional ones. Returns the axes."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    g = graph.get_graph()
+    nodes = list(g.nodes)
+    pos = dict(_POSITIONS.get(name or "", {}))
+    for i, n in enumerate(n for n in nodes if n not in pos):  # anything unknown still shows
+        pos[n] = (4.2, -1.2 * i)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4))
+    boxes = {}
+    for n in nodes:
+        x, y = pos[n]
+        label = {"__start__": "START", "__end__": "END"}.get(n, n)
+        fc = "#ffffff" if n.startswith("__") else "#fce5cd" if n in {"critique", "supervisor", "plan"} else "#e7f1ff"
+        box = FancyBboxPatch((x - 0.75, y - 0.25), 1.5, 0.5, boxstyle="round,pad=0.05", fc=fc, ec="#333333",
+                             lw=1.0, zorder=2)
+        ax.add_patch(box)
+        ax.text(x, y, label, ha="center", va="center", fontsize=9, zorder=3)
+        boxes[n] = box
+    seen = set()
+    for e in g.edges:
+        key = (e.source, e.target)
+        if key in seen or e.source not in pos or e.target not in pos:
+            continue
+        seen.add(key)
+        style = dict(arrowstyle="-|>", mutation_scale=11, lw=0.9, ls="--" if e.conditional else "-",
+                     color="#1f4e79" if e.conditional else "#333333", zorder=1)
+        if e.source == e.target:  # a node that loops on itself (a retry after an unusable answer)
+            x, y = pos[e.source]
+            ax.add_patch(FancyArrowPatch((x - 0.35, y + 0.3), (x + 0.35, y + 0.3),
+                                         connectionstyle="arc3,rad=-1.2", **style))
+            continue
+        back = (e.target, e.source) in seen or pos[e.target][1] > pos[e.source][1]
+        ax.add_patch(FancyArrowPatch(pos[e.source], pos[e.target], patchA=boxes[e.source], patchB=boxes[e.target],
+                                     connectionstyle=f"arc3,rad={0.3 if back else 0.0}", **style))
+    xs = [p[0] for p in pos.values()]
+    ys = [p[1] for p in pos.values()]
+    ax.set_xlim(min(xs) - 1.1, max(xs) + 1.1)
+    ax.set_ylim(min(ys) - 0.6, max(ys) + 0.8)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title or name or "", fontsize=10)
+    return ax
+
 
 BUILDERS = {"react": build_react, "plan_execute": build_plan_execute, "reflection": build_reflection,
             "supervisor": build_supervisor}
@@ -575,4 +634,4 @@ def run_pattern(name: str, task: str, *, llm=None, registry=None, workspace=None
 
 __all__ = ["BUILDERS", "Critique", "DEFAULT_STEPS", "FINISH", "PATTERNS", "PatternResult", "Route", "ToolEvent",
            "Toolbox", "build_pattern", "build_plan_execute", "build_react", "build_reflection", "build_supervisor",
-           "default_grant", "facts_text", "finish_spec", "run_pattern"]
+           "default_grant", "draw_pattern", "facts_text", "finish_spec", "run_pattern"]
