@@ -405,6 +405,7 @@ KERNEL = kernel_isolation()
     ("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)", "Network is unreachable"),
     ("import os\nwhile True:\n    os.fork()", "BlockingIOError|Resource temporarily unavailable"),
     ("import os\nprint(os.getuid())", "^65534"),
+    ("for i in range(20):\n    open(f'f{i}', 'wb').write(b'x' * 8 * 2**20)", "No space left on device"),
 ])
 def test_kernel_layers_hold_without_the_audit_hook(tmp_path, code, expect):
     """With the hook switched off, the namespaces, chroot and the nobody uid still stop the attack."""

@@ -21,7 +21,8 @@ the workspace, with several layers, each reported in the result:
 - ``network namespace`` (``unshare --net``, needs root or user namespaces): the process has no
   network interface but a loopback that is down. A kernel boundary.
 - ``mount namespace + chroot`` and ``uid nobody`` (root only): the process sees only Python's
-  installation (read-only), ``/usr`` (read-only) and its own folder, and runs as ``nobody`` with
+  installation (read-only), ``/usr`` (read-only) and its own folder (a size-limited tmpfs whose
+  files are copied back to the run folder afterwards), and runs as ``nobody`` with
   no new privileges, so ``/etc/passwd`` does not exist for it and the process limit is enforced
   (the kernel does not apply ``RLIMIT_NPROC`` to root). Kernel boundaries too.
 
@@ -382,6 +383,7 @@ class Limits:
     max_processes: int = 64  # counts threads too; only enforced for a non-root uid
     open_files: int = 64
     output_bytes: int = 8000  # returned per stream
+    disk_mb: int = 64  # the folder's size (a tmpfs) where the kernel layers are available
 
     def rlimits(self) -> dict[str, int]:
         return {"RLIMIT_CPU": self.cpu_s, "RLIMIT_AS": self.memory_mb * 2**20, "RLIMIT_FSIZE": self.file_mb * 2**20,
@@ -412,8 +414,11 @@ def kernel_isolation() -> tuple[str, ...]:
     return tuple(layers)
 
 
-def _chroot_script(root: Path, work: Path, python: str, launcher_args: list[str]) -> str:
-    """Shell run as root inside new namespaces: bind-mount a minimal tree, then chroot and drop to nobody."""
+def _chroot_script(root: Path, work: Path, python: str, launcher_args: list[str], disk_mb: int) -> str:
+    """Shell run as root inside new namespaces: bind-mount a minimal tree, then chroot and drop to nobody.
+
+    The program's folder is a tmpfs of ``disk_mb`` (a disk quota: it cannot fill the real disk);
+    its files are copied into ``work`` when the program ends (not when it is killed by the timeout)."""
     q = shlex.quote
     lines = ["set -e", f"R={q(str(root))}"]
     # /usr read-only (the dynamic loader and libc); lib/bin as the usual merged-/usr symlinks.
@@ -428,14 +433,18 @@ def _chroot_script(root: Path, work: Path, python: str, launcher_args: list[str]
             lines.append(f'mkdir -p "$R"{q(prefix)} && mount --bind -o ro {q(prefix)} "$R"{q(prefix)}')
     for dev in ("null", "zero", "urandom"):
         lines.append(f'touch "$R/dev/{dev}" && mount --bind /dev/{dev} "$R/dev/{dev}"')
-    lines.append(f'mount --bind {q(str(work))} "$R/sandbox"')
+    lines.append(f'mount -t tmpfs -o size={int(disk_mb)}m,mode=0700,uid={NOBODY},gid={NOBODY} tmpfs "$R/sandbox"')
+    lines.append(f'W={q(str(work))} && cp "$W/main.py" "$R/sandbox/main.py" && chown {NOBODY}:{NOBODY} "$R/sandbox/main.py"')
     lines.append('mount -o remount,bind,ro "$R/usr" 2>/dev/null || true')
     cmd = [shutil.which("chroot") or "/usr/sbin/chroot", str(root), "/usr/bin/setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
            "--no-new-privs", python, "-I", "/launcher.py", *launcher_args]
     # Not exec: sh stays PID 1 of the new PID namespace, so Python is an ordinary process there
     # (PID 1 ignores signals it has no handler for, SIGXCPU included). When PID 1 ends, the
     # kernel kills everything left in the namespace, even a child that called setsid().
-    lines.append(" ".join(q(c) for c in cmd))
+    lines.append(" ".join(q(c) for c in cmd) + " && rc=0 || rc=$?")
+    # Copy the folder back as it is (symlinks stay symlinks: the file tools refuse them anyway).
+    lines.append('cp -a "$R/sandbox/." "$W/" 2>/dev/null || true')
+    lines.append("exit $rc")
     return "\n".join(lines)
 
 
@@ -464,11 +473,9 @@ def run_python(code: str, workspace: str | Path, *, limits: Limits | None = None
         root = run_dir / "root"
         root.mkdir()
         (root / "launcher.py").write_text(_LAUNCHER)
-        os.chown(work, NOBODY, NOBODY)
-        os.chown(work / "main.py", NOBODY, NOBODY)
         cfg = {"rlimits": limits.rlimits(), "work": "/sandbox", "readable": _python_roots(), "hook": audit_hook}
         env.update(HOME="/sandbox", TMPDIR="/sandbox")
-        script = _chroot_script(root, work.resolve(), python, [json.dumps(cfg)])
+        script = _chroot_script(root, work.resolve(), python, [json.dumps(cfg)], limits.disk_mb)
         argv = ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--", "sh", "-c", script]
         layers += ["network namespace", "mount namespace + chroot", "PID namespace", "uid nobody"]
         cwd = None
