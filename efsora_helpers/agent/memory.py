@@ -257,6 +257,15 @@ class ConversationBuffer:
         self.seen += 1
         return self.add(AIMessage(assistant))
 
+    def _cap(self, text: str) -> str:
+        """Cut ``text`` to ``summary_max_tokens`` (by tokens with the local tokenizer, else by words)."""
+        if self.counter is count_tokens:
+            return _truncate(text, self.summary_max_tokens)
+        words = text.split()
+        while words and self.counter(" ".join(words)) > self.summary_max_tokens:
+            words.pop()
+        return " ".join(words)
+
     def _turn_starts(self) -> list[int]:
         starts = [i for i, m in enumerate(self.messages) if isinstance(m, HumanMessage)]
         return starts if starts and starts[0] == 0 else [0] + starts
@@ -282,20 +291,12 @@ class ConversationBuffer:
         folded, self.messages = self.messages[:cut], self.messages[cut:]
         t0 = time.perf_counter()
         new_summary = self.summariser(self.summary, folded)
-        self.summary = _truncate(new_summary, self.summary_max_tokens) if self.counter is count_tokens else \
-            _truncate_with(new_summary, self.summary_max_tokens, self.counter)
+        self.summary = self._cap(new_summary.strip())
         fold = Fold(at_message=self.seen, folded_messages=len(folded), tokens_before=tokens_before,
                     tokens_after=self.tokens(), summary_tokens=self.counter(self.summary),
                     seconds=time.perf_counter() - t0)
         self.folds.append(fold)
         return fold
-
-
-def _truncate_with(text: str, max_tokens: int, counter: Callable[[str], int]) -> str:
-    words = text.split()
-    while words and counter(" ".join(words)) > max_tokens:
-        words.pop()
-    return " ".join(words)
 
 
 # ---------------------------------------------------------------------------------------------
