@@ -300,6 +300,19 @@ def test_calculation_and_sign_hints():
     assert not _is_calculation("How many workers lack a hard hat in safetyscenes/images/test/test_0040.jpg?")
 
 
+def test_argument_repairs_are_traced():
+    from efsora_helpers.agent.nodes import repair_arguments
+
+    assert repair_arguments("calculator", {"expression": "3 * 850 = 2400"}) == (
+        {"expression": "3 * 850"}, "repair: expression cut at '='")
+    assert repair_arguments("search_handbook", {"query": "speed_limit"})[0] == {"query": "speed limit"}
+    assert repair_arguments("calculator", {"expression": "1+2"}) == ({"expression": "1+2"}, None)
+    model = FakeAgentChatModel(routes=["calculator"], calls={"calculator": {"expression": "2+3 = 6"}})
+    r = run_agent("What is 2+3 in total?", graph=agent(model))
+    assert r.tool_calls[0]["arguments"] == {"expression": "2+3"} and r.tool_calls[0]["result"] == "5.0"
+    assert "repair" in r.trace[0]["guard"]
+
+
 def test_ask_interrupts_then_resumes_with_rejection_and_approval():
     for approved, expected in ((False, []), (True, [("send_incident_report", "Spill")])):
         actions: list = []
