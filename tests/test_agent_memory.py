@@ -206,6 +206,17 @@ def test_build_context_policy(tmp_path):
     assert far.hits == [] and far.skipped
 
 
+def test_eval_set_is_labelled_in_the_books_vocabulary():
+    from efsora_helpers.vocabulary import RULES
+
+    data = load_eval_set()
+    assert len(data["memories"]) >= 40 and len(data["queries"]) >= 25
+    assert {m["kind"] for m in data["memories"]} == {"fact", "incident", "preference"}
+    assert {m["rule"] for m in data["memories"] if "rule" in m} <= set(RULES)
+    assert sum("where" in q for q in data["queries"]) >= 10  # filtered queries
+    assert all(isinstance(m.get("day", 0), int) for m in data["memories"])  # chromadb ranges need numbers
+
+
 # ---- the shipped MiniLM (slow: loads the embedding model) --------------------------------------
 
 @pytest.mark.slow

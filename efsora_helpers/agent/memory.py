@@ -445,9 +445,14 @@ def load_eval_set(path: str | Path | None = None) -> dict:
     import yaml
 
     data = yaml.safe_load(Path(path or eval_set_path()).read_text())
+    from ..vocabulary import RULES
+
     keys = [m["key"] for m in data["memories"]]
     if len(set(keys)) != len(keys):
         raise ValueError("memory keys must be unique")
+    for m in data["memories"]:
+        if m.get("kind") not in KINDS or m.get("rule", RULES[0]) not in RULES:
+            raise ValueError(f"memory {m['key']!r}: kind must be one of {KINDS}, rule one of the vocabulary's {RULES}")
     for q in data["queries"]:
         missing = set(q["relevant"]) - set(keys)
         if missing:
