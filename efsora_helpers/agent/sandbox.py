@@ -20,11 +20,14 @@ the workspace, with several layers, each reported in the result:
   boundary against a determined attacker (CPython's documentation says so).
 - ``network namespace`` (``unshare --net``, needs root or user namespaces): the process has no
   network interface but a loopback that is down. A kernel boundary.
-- ``mount namespace + chroot`` and ``uid nobody`` (root only): the process sees only Python's
+- ``mount namespace + chroot`` and ``unprivileged uid`` (root only): the process sees only Python's
   installation (read-only), ``/usr`` (read-only) and its own folder (a size-limited tmpfs whose
-  files are copied back to the run folder afterwards), and runs as ``nobody`` with
-  no new privileges, so ``/etc/passwd`` does not exist for it and the process limit is enforced
-  (the kernel does not apply ``RLIMIT_NPROC`` to root). Kernel boundaries too.
+  files are copied back to the run folder afterwards), and runs as a fresh unprivileged uid (one
+  per run, with no account, like ``nobody`` but not shared) with no new privileges, so
+  ``/etc/passwd`` does not exist for it and the process limit is enforced (the kernel does not
+  apply ``RLIMIT_NPROC`` to root; a uid of its own means another run's processes do not count
+  against it). Kernel boundaries too. A ``PID namespace`` ends every process the program started
+  when it ends.
 
 Where the kernel layers are not available (no root, no ``unshare``), the code still runs with the
 first three and the result says so. A container, gVisor or a microVM (Firecracker) is the
@@ -223,7 +226,13 @@ def _is_link(dir_fd: int, name: str) -> bool:
 
 # ----------------------------------------------------------------------------------------- code
 
-NOBODY = 65534
+UID_RANGE = (200_000, 300_000)  # per-run uids: no account, no files of their own outside the run
+
+
+def _run_uid() -> int:
+    import secrets
+
+    return UID_RANGE[0] + secrets.randbelow(UID_RANGE[1] - UID_RANGE[0])
 
 # Runs inside the child before the user's code: limits, then the audit hook, then the code.
 # Reads its settings from argv[1] (JSON). Imports nothing the hook would refuse later.
@@ -365,6 +374,7 @@ class RunResult:
     truncated: bool = False
     layers: list[str] = field(default_factory=list)
     folder: str = ""
+    uid: int | None = None  # the uid the program ran as (None: this process's own)
 
     @property
     def ok(self) -> bool:
@@ -414,8 +424,8 @@ def kernel_isolation() -> tuple[str, ...]:
     return tuple(layers)
 
 
-def _chroot_script(root: Path, work: Path, python: str, launcher_args: list[str], disk_mb: int) -> str:
-    """Shell run as root inside new namespaces: bind-mount a minimal tree, then chroot and drop to nobody.
+def _chroot_script(root: Path, work: Path, python: str, launcher_args: list[str], disk_mb: int, uid: int) -> str:
+    """Shell run as root inside new namespaces: bind-mount a minimal tree, then chroot and drop to ``uid``.
 
     The program's folder is a tmpfs of ``disk_mb`` (a disk quota: it cannot fill the real disk);
     its files are copied into ``work`` when the program ends (not when it is killed by the timeout)."""
@@ -433,10 +443,10 @@ def _chroot_script(root: Path, work: Path, python: str, launcher_args: list[str]
             lines.append(f'mkdir -p "$R"{q(prefix)} && mount --bind -o ro {q(prefix)} "$R"{q(prefix)}')
     for dev in ("null", "zero", "urandom"):
         lines.append(f'touch "$R/dev/{dev}" && mount --bind /dev/{dev} "$R/dev/{dev}"')
-    lines.append(f'mount -t tmpfs -o size={int(disk_mb)}m,mode=0700,uid={NOBODY},gid={NOBODY} tmpfs "$R/sandbox"')
-    lines.append(f'W={q(str(work))} && cp "$W/main.py" "$R/sandbox/main.py" && chown {NOBODY}:{NOBODY} "$R/sandbox/main.py"')
+    lines.append(f'mount -t tmpfs -o size={int(disk_mb)}m,mode=0700,uid={uid},gid={uid} tmpfs "$R/sandbox"')
+    lines.append(f'W={q(str(work))} && cp "$W/main.py" "$R/sandbox/main.py" && chown {uid}:{uid} "$R/sandbox/main.py"')
     lines.append('mount -o remount,bind,ro "$R/usr" 2>/dev/null || true')
-    cmd = [shutil.which("chroot") or "/usr/sbin/chroot", str(root), "/usr/bin/setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+    cmd = [shutil.which("chroot") or "/usr/sbin/chroot", str(root), "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
            "--no-new-privs", python, "-I", "/launcher.py", *launcher_args]
     # Not exec: sh stays PID 1 of the new PID namespace, so Python is an ordinary process there
     # (PID 1 ignores signals it has no handler for, SIGXCPU included). When PID 1 ends, the
@@ -465,6 +475,7 @@ def run_python(code: str, workspace: str | Path, *, limits: Limits | None = None
     (work / "main.py").write_text(code, encoding="utf-8")
     out_path, err_path = run_dir / "stdout.txt", run_dir / "stderr.txt"
     kernel = kernel_isolation() if isolation == "auto" else ()
+    uid = None
     layers = ["rlimits", "timeout + process-group kill"] + (["audit hook"] if audit_hook else [])
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}  # nothing from the parent: no API keys, no PYTHONPATH
@@ -475,9 +486,10 @@ def run_python(code: str, workspace: str | Path, *, limits: Limits | None = None
         (root / "launcher.py").write_text(_LAUNCHER)
         cfg = {"rlimits": limits.rlimits(), "work": "/sandbox", "readable": _python_roots(), "hook": audit_hook}
         env.update(HOME="/sandbox", TMPDIR="/sandbox")
-        script = _chroot_script(root, work.resolve(), python, [json.dumps(cfg)], limits.disk_mb)
+        uid = _run_uid()
+        script = _chroot_script(root, work.resolve(), python, [json.dumps(cfg)], limits.disk_mb, uid)
         argv = ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--", "sh", "-c", script]
-        layers += ["network namespace", "mount namespace + chroot", "PID namespace", "uid nobody"]
+        layers += ["network namespace", "mount namespace + chroot", "PID namespace", "unprivileged uid"]
         cwd = None
     else:
         launcher = run_dir / "launcher.py"
@@ -518,7 +530,7 @@ def run_python(code: str, workspace: str | Path, *, limits: Limits | None = None
         except ValueError:
             pass
     return RunResult(exit_code=code_, stdout=stdout, stderr=_clean_stderr(stderr), seconds=round(seconds, 3),
-                     timed_out=timed_out, signal=sig, truncated=t1 or t2, layers=layers, folder=str(work))
+                     timed_out=timed_out, signal=sig, truncated=t1 or t2, layers=layers, folder=str(work), uid=uid)
 
 
 KEEP_RUNS = 50  # run folders kept per workspace (newest first); older ones are deleted
