@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import struct
 from pathlib import Path
@@ -200,7 +201,7 @@ def convert(ct2_dir: str | Path, out_path: str | Path) -> Path:
     state = {k: torch.from_numpy(np.array(a)) for k, a in state_dict_from_ct2(variables).items()}
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".tmp")
+    tmp = out_path.with_name(f"{out_path.name}.{os.getpid()}.tmp")  # unique: two processes may convert at once
     torch.save({"dims": dims, "model_state_dict": state}, tmp)
     tmp.replace(out_path)
     return out_path
@@ -239,8 +240,10 @@ def converted_checkpoint(asset: str = DEFAULT_ASSET, *, force: bool = False) -> 
         except (ValueError, OSError):
             pass
     convert(src, pt)
-    meta.write_text(json.dumps({"asset": asset, "source_sha256": source_sha, "sha256": _sha256(pt),
-                                "dims": dims_from_ct2(read_ct2(src)[0])}, indent=1) + "\n")
+    tmp_meta = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
+    tmp_meta.write_text(json.dumps({"asset": asset, "source_sha256": source_sha, "sha256": _sha256(pt),
+                                    "dims": dims_from_ct2(read_ct2(src)[0])}, indent=1) + "\n")
+    tmp_meta.replace(meta)
     return pt
 
 
