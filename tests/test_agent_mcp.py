@@ -312,3 +312,15 @@ def test_any_command_and_stdout_is_protected():
         first = c.call_tool("noisy", {"text": "a"})
         second = c.call_tool("noisy", {"text": "b"})
     assert (first.text, second.text) == ("A", "B") and not first.is_error
+
+
+def test_connection_errors_are_one_clear_exception():
+    import sys
+
+    with pytest.raises(ConnectionError, match="could not connect to MCP server /no/such/server"):
+        mc.MCPClient(["/no/such/server"], timeout=10).open()
+    silent = mc.MCPClient([sys.executable, "-c", "import time; time.sleep(60)"], timeout=3)
+    t0 = __import__("time").perf_counter()
+    with pytest.raises(ConnectionError, match="no answer within 3 s"):
+        silent.open()
+    assert __import__("time").perf_counter() - t0 < 20

@@ -223,18 +223,24 @@ class MCPClient:
         ready: Future = Future()
         self._loop = asyncio.new_event_loop()
 
+        tasks: list[asyncio.Task] = []
+
         def run() -> None:
             asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._main(ready))
+            tasks.append(self._loop.create_task(self._main(ready)))
+            self._loop.run_until_complete(tasks[0])
 
         self._thread = threading.Thread(target=run, name="mcp-client", daemon=True)
         self._thread.start()
         try:
             ready.result(timeout=self.timeout)
         except BaseException as exc:
-            self._thread.join(timeout=5)
+            if tasks:  # a server that never answers: cancel the handshake (this also stops a spawned process)
+                self._loop.call_soon_threadsafe(tasks[0].cancel)
+            self._thread.join(timeout=10)
             self._thread = None
-            raise ConnectionError(f"could not connect to MCP server {self.describe()}: {_first_error(exc)}") from exc
+            reason = "no answer within {:.0f} s".format(self.timeout) if isinstance(exc, TimeoutError) else _first_error(exc)
+            raise ConnectionError(f"could not connect to MCP server {self.describe()}: {reason}") from exc
         return self
 
     def close(self) -> None:
