@@ -31,7 +31,11 @@ def main(argv=None) -> int:
     ap.add_argument("--kinds", nargs="+", help="only these task kinds")
     ap.add_argument("--out", type=Path, default=None, help="CSV path (default benchmarks/results/agent_patterns.csv)")
     ap.add_argument("--workspaces", type=Path, default=None, help="keep the run folders here (default: a temp folder)")
+    ap.add_argument("--merge", nargs="+", type=Path,
+                    help="combine the CSVs of runs made in parallel (disjoint tasks) into --out, and summarise")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out or results_path())
 
     eh.setup(chapter="agent", quiet=True)
     from efsora_helpers.llm.catalog import default_model, resolve_provider
@@ -74,6 +78,34 @@ def main(argv=None) -> int:
         "",
     ]
     out.with_suffix(".md").write_text("\n".join(md))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+def merge(parts: list[Path], out: Path) -> int:
+    """One CSV (task order of the task set, pattern order) from parallel parts, and its summary."""
+    import pandas as pd
+
+    df = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)
+    dupes = df.duplicated(["task_id", "pattern", "provider"])
+    if dupes.any():
+        raise ValueError(f"{int(dupes.sum())} pattern x task rows appear in more than one part")
+    order = {t.id: i for i, t in enumerate(load_tasks())}
+    df = df.assign(_t=df["task_id"].map(order), _p=df["pattern"].map({p: i for i, p in enumerate(PATTERNS)}))
+    df = df.sort_values(["_t", "_p"]).drop(columns=["_t", "_p"])
+    df.to_csv(out, index=False)
+    table = summarise(df)
+    print(table.to_string())
+    headers = []
+    for p in parts:
+        md = p.with_suffix(".md")
+        if md.exists():
+            headers += [f"## part {p.name}", *[line for line in md.read_text().splitlines() if line.startswith("- ")], ""]
+    text = ["# Agent patterns on the labelled task set", "",
+            f"- merged {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from {len(parts)} parts run at the same "
+            f"time on disjoint tasks ({len(df)} runs, {df['task_id'].nunique()} tasks x {df['pattern'].nunique()} "
+            "patterns); each part's date, machine and load follow", "", *headers, table.to_markdown(), ""]
+    out.with_suffix(".md").write_text("\n".join(text))
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 

@@ -96,6 +96,14 @@ class TaskRun:
             "reasons": "; ".join(self.score.reasons)[:300], "error": r.error or "",
         }
 
+    def trace_record(self) -> dict[str, Any]:
+        """The run as one JSON-able record (task, prompt, every tool call with its result, answer,
+        grade): the shape chapter 4 turns into tool-calling training examples."""
+        return {"task_id": self.task.id, "kind": self.task.kind, "prompt": self.task.prompt, "pattern": self.pattern,
+                "provider": self.provider, "success": self.score.success, "answer": self.result.answer,
+                "calls": [{"name": e.name, "arguments": e.arguments, "result": e.result[:500], "is_error": e.is_error,
+                           "refused": e.refused} for e in self.result.tool_events]}
+
 
 def run_task(pattern: str, task: AgentTask, *, llm, provider: str = "local", workspace_root: str | Path | None = None,
              engine_factory: Callable[[], Any] | None = None, max_steps: int | None = None, keep: bool = True,

@@ -323,8 +323,6 @@ def score(task: AgentTask, result: Any, workspace: str | Path | None = None) -> 
             ok = not reports
             if not ok:
                 reasons.append("a report was filed although none was due")
-            if ok and "answer_truth" in check:
-                pass
     elif kind == "file":
         target = Path(workspace or ".") / check["path"]
         if not target.is_file():
