@@ -121,6 +121,16 @@ def test_side_effect_asks_the_person(registry, log, mode):
     assert [json.loads(line)["zone"] for line in log.read_text().splitlines()] == ["A"]
 
 
+def test_bad_arguments_are_not_put_to_the_person(registry, log):
+    asked = []
+    with connect(registry, approve=lambda m: asked.append(m) or True) as c:
+        out = c.call_tool("fake_stop_line", {"zone": "Z"})
+        missing = c.call_tool("fake_stop_line", {})
+    assert out.is_error and out.text.startswith("invalid arguments for fake_stop_line: zone")
+    assert missing.is_error and "Field required" in missing.text
+    assert asked == [] and not log.exists()
+
+
 def test_side_effect_refused_without_a_way_to_ask(registry, log):
     with connect(registry, approve=None) as c:  # no elicitation capability declared
         out = c.call_tool("fake_stop_line", {"zone": "A"})

@@ -93,6 +93,9 @@ class _Missing:
 
 
 _MISSING = _Missing()
+_INVALID = "invalid arguments"  # the approval resolver's answer when there is nothing to approve
+# Names of the parameters the server adds to a tool's function (registry tools do not use them).
+_CTX, _APPROVAL = "mcp_request_context", "mcp_person_approval"
 
 
 def _signature(tool: Tool) -> tuple[list[inspect.Parameter], dict[str, Any]]:
@@ -128,25 +131,39 @@ def _approval_resolver(tool: Tool, arg_names: list[str]):
 
     It takes the tool's arguments by name (so the question shows them) and the request context (to
     see whether the client can elicit at all). Returning ``Elicit(...)`` makes the SDK ask; the
-    answer is injected into the tool as ``approval``.
+    answer is injected into the tool as its approval parameter. Arguments the registry would
+    reject are not put to the person: the call fails validation without asking.
     """
     from mcp.server.mcpserver import Context
     from mcp.server.mcpserver.resolve import Elicit
 
     def ask(**kwargs: Any):
-        ctx = kwargs.pop("ctx")
+        ctx = kwargs.pop(_CTX)
+        arguments = {k: v for k, v in kwargs.items() if v is not _MISSING}
+        if not _valid(tool, arguments):
+            return _INVALID  # nothing to approve: the registry reports the bad arguments
         caps = ctx.client_capabilities
         if caps is None or caps.elicitation is None:
             return None  # this client cannot ask a person: the tool refuses (below)
-        return Elicit(f"Approve {_call_text(tool.name, kwargs)}? It acts for real: {tool.description}", Approval)
+        return Elicit(f"Approve {_call_text(tool.name, arguments)}? It acts for real: {tool.description}", Approval)
 
-    ctx_param = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)
+    ctx_param = inspect.Parameter(_CTX, inspect.Parameter.KEYWORD_ONLY, annotation=Context)
     ask.__signature__ = inspect.Signature(
         [ctx_param] + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in arg_names])
-    ask.__annotations__ = {"ctx": Context}
+    ask.__annotations__ = {_CTX: Context}
     # The resolver's qualified name is its key on the wire (input requests, request state): one per tool.
     ask.__name__ = ask.__qualname__ = f"approve_{tool.name}"
     return ask
+
+
+def _valid(tool: Tool, arguments: dict[str, Any]) -> bool:
+    from pydantic import ValidationError
+
+    try:
+        tool.arguments_model.model_validate(arguments)
+        return True
+    except ValidationError:
+        return False
 
 
 def _mcp_tool(registry: ToolRegistry, tool: Tool, actions: ActionMode):
@@ -161,9 +178,12 @@ def _mcp_tool(registry: ToolRegistry, tool: Tool, actions: ActionMode):
     gated = tool.side_effects and actions != "allow"
 
     def run(**kwargs: Any):
-        approval = kwargs.pop("approval", None)
+        approval = kwargs.pop(_APPROVAL, None)
         kwargs = {k: v for k, v in kwargs.items() if v is not _MISSING}
-        if tool.side_effects:
+        skipped = isinstance(approval, AcceptedElicitation) and approval.data == _INVALID
+        if skipped and _valid(tool, kwargs):  # never happens: the resolver checked these same arguments
+            return _result(f"{tool.name} was not run: approval state is inconsistent", True)
+        if tool.side_effects and not skipped:
             if actions == "deny":
                 return _result(f"{tool.name} was not run: this server refuses actions (--actions deny)", True)
             if actions == "ask":
@@ -180,8 +200,8 @@ def _mcp_tool(registry: ToolRegistry, tool: Tool, actions: ActionMode):
         resolver = _approval_resolver(tool, names)
         # The whole outcome (accept / decline / cancel) is injected, so a "no" is a tool error, not a crash.
         ann = Annotated[ElicitationResult[Approval], Resolve(resolver)]
-        params = params + [inspect.Parameter("approval", inspect.Parameter.KEYWORD_ONLY, annotation=ann)]
-        hints = {**hints, "approval": ann}
+        params = params + [inspect.Parameter(_APPROVAL, inspect.Parameter.KEYWORD_ONLY, annotation=ann)]
+        hints = {**hints, _APPROVAL: ann}
     run.__signature__ = inspect.Signature(params, return_annotation=CallToolResult)
     run.__annotations__ = {**hints, "return": CallToolResult}
     run.__name__ = run.__qualname__ = tool.name
