@@ -19,9 +19,11 @@ Tools from *any* MCP server become agent tools two ways, without ``langchain-mcp
   annotations from a server you do not trust are only hints).
 
 Side-effect tools on the book's server ask for approval through MCP elicitation: pass
-``approve=`` (a function of the server's question returning True/False, e.g. :func:`ask_on_terminal`),
-otherwise every request for approval is declined. Taught in ``notebooks/agent/07_mcp.ipynb``; the
-server is :mod:`.mcp_server`.
+``approve=`` (a function of the server's question returning True/False, e.g. :func:`ask_on_terminal`).
+Without it the client declares no elicitation capability and the server refuses those tools. An
+agent whose own graph already paused for the person (notebook 06) may pass :func:`approve_all`:
+its approval node runs before any side-effect call reaches the client. Taught in
+``notebooks/agent/07_mcp.ipynb``; the server is :mod:`.mcp_server`.
 """
 
 from __future__ import annotations
@@ -153,9 +155,10 @@ class MCPClient:
 
     ``target``: a URL (streamable HTTP), a command list (stdio; the server process gets this
     process's environment, so offline settings and ``EFSORA_HOME`` carry over), or an
-    ``MCPServer`` object (in-process, no transport: for tests and for measuring what a transport costs). ``approve``
-    answers the server's approval questions (elicitation). ``mode``: ``"auto"`` (the SDK probes the
-    server's protocol era) or ``"legacy"`` (the pre-2026 initialize handshake).
+    ``MCPServer`` object (in-process, no transport: for tests and for measuring what a transport
+    costs). ``approve`` answers the server's approval questions (elicitation). ``mode``: ``"auto"``
+    (the SDK probes the server's protocol era) or ``"legacy"`` (the pre-2026 initialize handshake).
+    ``timeout``: seconds to connect and per call.
     """
 
     def __init__(self, target: Any, *, approve: Approver | None = None, mode: str = "auto",
