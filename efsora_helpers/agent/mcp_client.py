@@ -242,7 +242,8 @@ class MCPClient:
                 self._loop.call_soon_threadsafe(tasks[0].cancel)
             self._thread.join(timeout=10)
             self._thread = None
-            reason = "no answer within {:.0f} s".format(self.timeout) if isinstance(exc, TimeoutError) else _first_error(exc)
+            timed_out = isinstance(exc, TimeoutError)
+            reason = f"no answer within {self.timeout:.0f} s" if timed_out else _first_error(exc)
             raise ConnectionError(f"could not connect to MCP server {self.describe()}: {reason}") from exc
         return self
 
