@@ -324,6 +324,7 @@ def test_any_command_and_stdout_is_protected():
     assert (first.text, second.text) == ("A", "B") and not first.is_error
 
 
+@pytest.mark.slow
 def test_connection_errors_are_one_clear_exception():
     import sys
 
