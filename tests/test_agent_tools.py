@@ -120,7 +120,7 @@ ATTACKS: list[dict] = [
 ]
 
 # Small limits so the slow attacks (a loop, a sleep) end fast in a test.
-TEST_LIMITS = Limits(cpu_s=1, wall_s=3)
+TEST_LIMITS = Limits(cpu_s=1, wall_s=2)
 
 
 def setup_attack(name: str | None, ws: Path, outside: Path) -> None:
@@ -516,3 +516,14 @@ def test_character_device_is_refused(tmp_path):
     for action in (lambda: box.read("null"), lambda: box.write("null", "x")):
         with pytest.raises(SandboxError, match="not a regular file"):
             action()
+
+
+def test_non_root_path_counts_the_users_tasks(tmp_path, monkeypatch):
+    """As a non-root user the process limit is set above the tasks that user already runs."""
+    from efsora_helpers.agent import sandbox
+
+    assert sandbox._tasks_of(os.geteuid()) >= 1  # this test process at least
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 4242)  # a uid with no tasks: the limit is the budget
+    r = run_python("import resource\nprint(resource.getrlimit(resource.RLIMIT_NPROC)[0])", tmp_path,
+                   limits=TEST_LIMITS, isolation="basic")
+    assert r.exit_code == 0 and int(r.stdout) == TEST_LIMITS.max_processes, r
