@@ -527,3 +527,19 @@ def test_non_root_path_counts_the_users_tasks(tmp_path, monkeypatch):
     r = run_python("import resource\nprint(resource.getrlimit(resource.RLIMIT_NPROC)[0])", tmp_path,
                    limits=TEST_LIMITS, isolation="basic")
     assert r.exit_code == 0 and int(r.stdout) == TEST_LIMITS.max_processes, r
+
+
+USERNS = ("unshare", "--user", "--map-root-user", "--net", "--")
+
+
+@pytest.mark.skipif(os.system("unshare --user --map-root-user --net -- true >/dev/null 2>&1") != 0,
+                    reason="no unprivileged user namespaces here")
+def test_network_namespace_through_a_user_namespace(tmp_path, monkeypatch):
+    """What a non-root machine with user namespaces gets: its own network namespace all the same."""
+    from efsora_helpers.agent import sandbox
+
+    monkeypatch.setattr(sandbox, "kernel_isolation", lambda: ("network namespace",))
+    monkeypatch.setattr(sandbox, "_net_prefix", lambda: USERNS)
+    r = run_python("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)", tmp_path,
+                   limits=TEST_LIMITS, audit_hook=False)
+    assert "network namespace" in r.layers and "Network is unreachable" in r.stderr, r

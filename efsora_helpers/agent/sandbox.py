@@ -18,8 +18,9 @@ the workspace, with several layers, each reported in the result:
   the folder (reads of Python's own installation excepted). A hook lives in the same interpreter
   as the code it watches: it stops mistakes and the obvious attacks, it is *not* a security
   boundary against a determined attacker (CPython's documentation says so).
-- ``network namespace`` (``unshare --net``, needs root or user namespaces): the process has no
-  network interface but a loopback that is down. A kernel boundary.
+- ``network namespace`` (``unshare --net`` as root, or inside an unprivileged user namespace where
+  the kernel allows one): the process has no network interface but a loopback that is down. A
+  kernel boundary.
 - ``mount namespace + chroot`` and ``unprivileged uid`` (root only): the process sees only Python's
   installation (read-only), ``/usr`` (read-only) and its own folder (a size-limited tmpfs whose
   files are copied back to the run folder afterwards), and runs as a fresh unprivileged uid (one
@@ -413,7 +414,7 @@ def kernel_isolation() -> tuple[str, ...]:
         return ()
     layers: list[str] = []
     try:
-        if subprocess.run(["unshare", "--net", "--", "true"], capture_output=True, timeout=10).returncode == 0:
+        if _net_prefix():
             layers.append("network namespace")
         if os.geteuid() == 0 and shutil.which("setpriv") and shutil.which("chroot") and subprocess.run(
                 ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--", "sh", "-c", "mount --bind -o ro /usr /mnt 2>/dev/null || "
@@ -422,6 +423,21 @@ def kernel_isolation() -> tuple[str, ...]:
     except (OSError, subprocess.SubprocessError):
         pass
     return tuple(layers)
+
+
+@functools.lru_cache(maxsize=1)
+def _net_prefix() -> tuple[str, ...]:
+    """The ``unshare`` command line that gives a process its own empty network namespace here.
+
+    Root: ``unshare --net``. Another user: a user namespace first (``--user --map-root-user``),
+    where the kernel allows unprivileged user namespaces. Empty when neither works."""
+    for prefix in (("unshare", "--net", "--"), ("unshare", "--user", "--map-root-user", "--net", "--")):
+        try:
+            if subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0:
+                return prefix
+        except (OSError, subprocess.SubprocessError):
+            return ()
+    return ()
 
 
 def _chroot_script(root: Path, work: Path, python: str, launcher_args: list[str], disk_mb: int, uid: int) -> str:
@@ -503,7 +519,7 @@ def run_python(code: str, workspace: str | Path, *, limits: Limits | None = None
         env.update(HOME=str(work), TMPDIR=str(work))
         argv = [python, "-I", str(launcher), json.dumps(cfg)]
         if "network namespace" in kernel:
-            argv = ["unshare", "--net", "--", *argv]
+            argv = [*_net_prefix(), *argv]
             layers.append("network namespace")
         cwd = work
     t0 = time.perf_counter()
