@@ -203,12 +203,13 @@ def test_cli_missing_file_exits_2_with_one_line(tmp_path, capsys):
     assert err.startswith("efsora: error:") and "not found" in err and len(err.splitlines()) == 1
 
 
-def test_cli_text_file_renamed_wav_exits_2_with_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("content", ["this is not audio\n", "", "hello"])
+def test_cli_text_file_renamed_wav_exits_2_with_one_line(tmp_path, capsys, content):
     fake = tmp_path / "notes.wav"
-    fake.write_text("this is not audio\n")
+    fake.write_text(content)
     assert main(["voice", "ask", str(fake)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "not a PCM WAV" in err and len(err.splitlines()) == 1
+    assert "not a PCM WAV" in err and "()" not in err and len(err.splitlines()) == 1
 
 
 def test_cli_real_process_exit_code(tmp_path):

@@ -56,7 +56,8 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
             channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
             raw = wav.readframes(wav.getnframes())
     except (wave.Error, EOFError) as err:
-        raise ValueError(f"{path} is not a PCM WAV file ({err}); convert it to 16-bit WAV first") from None
+        reason = str(err) or "too short for a WAV header"
+        raise ValueError(f"{path} is not a PCM WAV file ({reason}); convert it to 16-bit WAV first") from None
     if width == 1:  # 8-bit WAV is unsigned
         samples = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width == 2:
