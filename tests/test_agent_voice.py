@@ -222,3 +222,34 @@ def test_cli_real_process_exit_code(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_approve_ask_waits_for_the_human_and_deny_never_asks(monkeypatch):
+    from types import SimpleNamespace
+
+    import efsora_helpers.agent.graph as graph
+
+    pending = {"tool": "stop_forklift_line", "arguments": {"zone": "A", "reason": "spoken"}}
+    calls = []
+
+    def fake_run_agent(task, *, approve, provider=None, max_steps=8):  # a fake of run_agent: no model
+        calls.append(("run", approve))
+        if approve == "ask":
+            return SimpleNamespace(status="interrupted", pending=pending, thread_id="t1", answer="", trace=[])
+        return SimpleNamespace(status="done", pending=None, thread_id="t2", answer="Not done: denied.", trace=[])
+
+    def fake_resume_agent(thread_id, decision):
+        calls.append(("resume", thread_id, decision["approved"]))
+        return SimpleNamespace(status="done", pending=None, thread_id=thread_id, answer="The line keeps running.",
+                               trace=[{"node": "action", "tool": "stop_forklift_line", "seconds": 0.0}])
+
+    monkeypatch.setattr(graph, "run_agent", fake_run_agent)
+    monkeypatch.setattr(graph, "resume_agent", fake_resume_agent)
+    asked = []
+    answer, by, status, trace = roundtrip.answer_question(
+        "Stop the forklift line.", approve="ask", ask_fn=lambda p: asked.append(p) or {"approved": False, "reason": "no"})
+    assert asked == [pending] and calls == [("run", "ask"), ("resume", "t1", False)]
+    assert (answer, by, status) == ("The line keeps running.", "run_agent", "done") and trace[0]["node"] == "action"
+    calls.clear()
+    assert roundtrip.answer_question("Stop the forklift line.", approve="deny")[0] == "Not done: denied."
+    assert calls == [("run", "deny")]

@@ -20,6 +20,7 @@ result's ``answered_by`` says so. Taught in ``notebooks/agent/09_voice.ipynb``.
 from __future__ import annotations
 
 import json
+import sys
 import time
 import wave
 from dataclasses import asdict, dataclass, field
@@ -76,15 +77,36 @@ def _spoken(text: str, max_words: int = MAX_SPOKEN_WORDS) -> str:
     return cut[:end + 1] if end > len(cut) // 3 else cut + "."
 
 
-def answer_question(question: str, *, provider: str | None = None, approve: str = "deny",
-                    max_steps: int = 8) -> tuple[str, str, str, list[dict]]:
-    """``(answer, answered_by, status, trace)`` from the agent, or a plain chat model stand-in."""
+def ask_on_terminal(pending: dict, stdin=None, stdout=None) -> dict:
+    """Show a pending side-effect action and read y/n from standard input (no answer: rejected)."""
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stderr
+    print(f"approve {pending.get('tool')}({json.dumps(pending.get('arguments', {}))})? [y/N] ", end="",
+          file=stdout, flush=True)
     try:
-        from efsora_helpers.agent.graph import run_agent
+        line = stdin.readline() if stdin is not None and not stdin.closed else ""
+    except (OSError, ValueError):
+        line = ""
+    approved = line.strip().lower() in {"y", "yes"}
+    return {"approved": approved, "reason": "approved on the terminal" if approved else "not approved on the terminal"}
+
+
+def answer_question(question: str, *, provider: str | None = None, approve: str = "deny",
+                    max_steps: int = 8, ask_fn=None) -> tuple[str, str, str, list[dict]]:
+    """``(answer, answered_by, status, trace)`` from the agent, or a plain chat model stand-in.
+
+    ``approve``: ``deny`` (default for voice: a spoken request alone never acts), ``auto``, or
+    ``ask`` (each side-effect action waits for ``ask_fn(pending) -> {"approved", "reason"}``,
+    by default y/n on the terminal; the wait counts in the agent's stage).
+    """
+    try:
+        from efsora_helpers.agent.graph import resume_agent, run_agent
     except ImportError:
         run_agent = None
     if run_agent is not None:
         result = run_agent(question, approve=approve, provider=provider, max_steps=max_steps)
+        while result.status == "interrupted" and result.pending and approve == "ask":
+            result = resume_agent(result.thread_id, (ask_fn or ask_on_terminal)(result.pending))
         answer = result.answer or ""
         if result.status == "interrupted" and result.pending:
             tool = result.pending.get("tool") if isinstance(result.pending, dict) else result.pending
