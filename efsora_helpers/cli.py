@@ -151,7 +151,13 @@ def _agent(sub) -> None:
     add_commands(sub)
 
 
-COMMANDS: list[Callable] = [_env, _assets, _questions, _book, _scenes, _perceive, _reason, _agent]
+def _finetune(sub) -> None:
+    from .finetuning.cli import add_commands
+
+    add_commands(sub)
+
+
+COMMANDS: list[Callable] = [_env, _assets, _questions, _book, _scenes, _perceive, _reason, _agent, _finetune]
 
 
 def build_parser() -> argparse.ArgumentParser:
