@@ -11,6 +11,9 @@
   processing step is measured wall time) and compared with the batch path (wait for the whole
   recording, then VAD + ASR on all of it).
 * :func:`cli_ask`: ``efsora voice ask FILE.wav [--out] [--provider] [--approve] [--json]``.
+  Side-effect actions are denied by default (a spoken request alone never acts: the transcript
+  can be wrong and anyone in the room can speak); ``--approve ask`` shows each one and waits for
+  y/n on the terminal, ``--approve auto`` allows them.
 
 The agent is :func:`efsora_helpers.agent.graph.run_agent`. Where that is not importable, the
 answer comes from a plain chat model (``efsora_helpers.llm.langchain.chat_model``) and the
