@@ -432,6 +432,30 @@ def test_cli_ask_with_yes_approves(monkeypatch, capsys):
     assert rc == 0 and out["tool_calls"][0]["executed"] is True
 
 
+def test_cli_thread_resumes_a_pending_approval_from_sqlite(monkeypatch, capsys, tmp_path):
+    # A session paused at an approval (as if the terminal was closed) is picked up by --thread.
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    monkeypatch.setenv("EFSORA_HOME", str(tmp_path))
+    actions: list = []
+    model = FakeAgentChatModel(routes=["action"], verdicts=["done"],
+                               calls={"stop_forklift_line": {"zone": "B", "reason": "r"}})
+    with SqliteSaver.from_conn_string(str(agent_graph.thread_db())) as saver:
+        g = build_agent(llm=model, tools=fake_registry(actions), checkpointer=saver, approve="ask")
+        r = run_agent("Stop the forklift line in zone B", graph=g, thread_id="paused", approve="ask")
+        assert r.status == "interrupted" and actions == []
+    monkeypatch.setattr(agent_graph, "default_tools", lambda image=None: fake_registry(actions))
+    import efsora_helpers.llm.langchain as lc
+
+    monkeypatch.setattr(lc, "chat_model", lambda provider=None, **kw: FakeAgentChatModel(verdicts=["done"]))
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    from efsora_helpers import cli
+
+    assert cli.main(["agent", "anything", "--thread", "paused", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "done" and actions == [("stop_forklift_line", "B")]
+
+
 def test_cli_missing_image_is_one_line_exit_2(capsys):
     from efsora_helpers import cli
 
@@ -441,6 +465,21 @@ def test_cli_missing_image_is_one_line_exit_2(capsys):
 
 
 # ----------------------------------------------------------------- the real local model
+
+
+@pytest.mark.slow
+def test_cli_on_the_local_model_offline(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EFSORA_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "efsora_helpers.cli", "agent", "What is 17 + 25 in total?",
+                        "--approve", "deny", "--json", "--max-steps", "2"],
+                       capture_output=True, text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout)
+    assert out["status"] in {"done", "step_limit"} and out["tool_calls"][0]["tool"] == "calculator"
 
 
 @pytest.mark.slow
