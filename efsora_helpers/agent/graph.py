@@ -96,7 +96,7 @@ def default_tools(image: str | Path | None = None):
 
 def build_agent(*, llm=None, tools=None, checkpointer=None, approve: str = "auto", max_steps: int = 8,
                 provider: str | None = None, transcribe=None, recursion_limit: int | None = None,
-                hints: bool = True):
+                hints: bool = True, routes: dict[str, list[str]] | None = None):
     """Compile the agent graph.
 
     ``llm``: a LangChain chat model (default ``chat_model(provider)``); ``tools``: a ToolRegistry
@@ -105,7 +105,9 @@ def build_agent(*, llm=None, tools=None, checkpointer=None, approve: str = "auto
     side-effect tools; ``max_steps``: the default step limit of runs without one in their input;
     ``transcribe``: the speech node's ASR (default ``agent.voice.asr.transcribe``, loaded lazily).
     ``hints``: let the planner's rule layer (:func:`.nodes.route_hint`) override the model's route
-    where the task's words name the fact to fetch (off: the model alone routes).
+    where the task's words name the fact to fetch (off: the model alone routes). ``routes``: route ->
+    tool names, for registries whose tools :data:`.nodes.ROUTE_OF` does not know (tools from an MCP
+    server, say); default :func:`.nodes.route_tools` (unknown read-only tools go to ``files``).
     The graph carries ``recursion_limit`` in its config (default :func:`recursion_limit_for`).
     """
     from langgraph.checkpoint.memory import InMemorySaver
@@ -117,7 +119,12 @@ def build_agent(*, llm=None, tools=None, checkpointer=None, approve: str = "auto
         llm = chat_model(provider)
     registry = tools if tools is not None else default_tools()
     _ACTION_NAMES_SEEN.update(registry.side_effect_tools())
-    by_route = route_tools(registry)
+    by_route = {r: list(v) for r, v in (routes or route_tools(registry)).items()}
+    for r in ROUTES:
+        by_route.setdefault(r, [])
+    unknown = {t for v in by_route.values() for t in v} - set(registry.tools)
+    if unknown:
+        raise ValueError(f"routes name tools the registry lacks: {', '.join(sorted(unknown))}")
     nodes = make_nodes(llm, registry, approve=approve, routes=by_route, transcribe=transcribe,
                        max_steps=max_steps, hints=hints)
 
