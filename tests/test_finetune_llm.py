@@ -1,0 +1,109 @@
+"""Chapter 4, part B: instruction data from SafetyScenes ground truth, LoRA and QLoRA on SmolLM2."""
+
+import json
+
+import pytest
+
+from efsora_helpers.finetuning import llm_data as d
+from efsora_helpers.reasoner.evaluation import EVAL_SCENES, load_eval_set
+from efsora_helpers.safetyscenes.shipped import shipped_scene
+
+
+@pytest.fixture(scope="module")
+def few_scenes():
+    return d.shipped_source_scenes()[:6]
+
+
+@pytest.fixture(scope="module")
+def rows(few_scenes):
+    return d.generate_examples(few_scenes, per_kind=2)
+
+
+def test_sources_never_use_the_test_split():
+    scenes = d.shipped_source_scenes()
+    assert scenes and not any(s.scene_id.startswith("test_") for s in scenes)
+    assert not {s.scene_id for s in scenes} & set(EVAL_SCENES)
+
+
+def test_facts_from_ground_truth_agree_with_the_ground_truth(few_scenes):
+    for scene in few_scenes:
+        g = scene.ground_truth
+        r = d.facts_from_ground_truth(g)
+        assert r.safety.workers_without_hard_hat == g["counts"]["workers_without_hard_hat"]
+        assert r.safety.workers_without_vest == g["counts"]["workers_without_vest"]
+        assert len(r.objects) == len(g["objects"]) and [o.id for o in r.objects] == list(range(len(r.objects)))
+
+
+def test_answers_match_chapter_2_scoring_on_ground_truth():
+    """Answer the evaluation's own questions on its own scenes from ground-truth facts: chapter 2's
+    scorer must call every answer right (the generator's answers are the truth, in the schema)."""
+    from efsora_helpers.reasoner.evaluation import score
+    from efsora_helpers.reasoner.structured import DirectResponse
+
+    kind_of = {"people": "people", "no_hard_hat": "without_hat", "no_vest": "without_vest", "in_zone": "in_zone",
+               "forklifts": "forklifts", "any_no_hat": "any_without_hat", "sign_text": "sign_text"}
+    for q in load_eval_set():
+        result = d.facts_from_ground_truth(shipped_scene(q.scene).ground_truth)
+        answer = DirectResponse.model_validate(d.answer_for(kind_of[q.id.split(":")[1]], result))
+        assert score(q, answer.answer, answer.number), (q.id, answer)
+
+
+def test_direct_prompt_is_the_one_the_local_provider_sends(few_scenes):
+    """Like for like: the training prompt equals LocalProvider.prompt_for's text for the same request."""
+    from efsora_helpers.llm.local_provider import LocalProvider
+    from efsora_helpers.llm.structured import schema_of
+    from efsora_helpers.llm.types import ChatRequest
+    from efsora_helpers.reasoner.prompts import PromptEngine
+    from efsora_helpers.reasoner.structured import DirectResponse
+
+    result = d.facts_from_ground_truth(few_scenes[0].ground_truth)
+    question = "How many pallets can you see?"
+    provider = LocalProvider.__new__(LocalProvider)  # no model load: prompt_for only renders
+
+    class _Text:
+        render = staticmethod(lambda m: d.tokenizer().apply_chat_template(m, tokenize=False, add_generation_prompt=True))
+
+    provider.llm = _Text()
+    built = PromptEngine(d.count_tokens, token_budget=d.TOKEN_BUDGET).build(result, question, "direct")
+    expected, _, _ = provider.prompt_for(ChatRequest(model="m", messages=built.messages, response_schema=schema_of(DirectResponse)))
+    messages, _ = d.direct_messages(result, question)
+    assert d.render_row({"messages": messages, "completion": "{}"})["prompt"] == expected
+
+
+def test_completions_validate_and_tool_calls_run(rows):
+    from efsora_helpers.reasoner.structured import DirectResponse
+
+    finals = [r for r in rows if r["turn"] == "final"]
+    assert finals and all(DirectResponse.model_validate_json(r["completion"]) for r in finals)
+    calls = [json.loads(r["completion"]) for r in rows if r["turn"] == "call"]
+    assert {c["tool"] for c in calls} >= {"count_objects", "check_ppe", "objects_in_zone"}
+
+
+def test_decontamination_catches_eval_scenes_and_questions(rows):
+    """The proof: rows built from an evaluation scene, or asking an evaluation question, are flagged;
+    rows from other scenes with new wording are not."""
+    ref = d.eval_reference()
+    planted = d.generate_examples([d.SourceScene(s, int(shipped_scene(s).ground_truth["seed"]),
+                                                 shipped_scene(s).ground_truth) for s in EVAL_SCENES[:2]])
+    assert planted and all("eval scene id" in d.contamination(r, ref) for r in planted)
+    assert all("eval scene facts" in d.contamination(r, ref) for r in planted)
+    # the same scene under another id is still caught by its seed and its facts
+    disguised = [{**r, "scene_id": "train_9999"} for r in planted]
+    assert all(d.contamination(r, ref) for r in disguised)
+    for q in ref.questions:
+        assert d.contamination({**rows[0], "question": q}, ref), q
+        assert d.contamination({**rows[0], "question": "Please look closely. " + q}, ref), q
+    clean = [r for r in rows if r["question"] not in ref.questions]
+    assert any(not d.contamination(r, ref) for r in clean)
+
+
+def test_prepare_dedups_decontaminates_and_splits_by_scene(rows):
+    data, report = d.prepare(rows, val_fraction=0.2, seed=0)
+    assert report.removed["duplicates"] > 0 and report.removed["decontamination"] > 0
+    train, val = data["train"], data["validation"]
+    assert not set(train["scene_id"]) & set(val["scene_id"])
+    texts = list(train["text"]) + list(val["text"])
+    assert len(set(texts)) == len(texts)
+    ref = d.eval_reference()
+    assert not any(d.contamination(r, ref) for part in (train, val) for r in part)
+    assert all(t.endswith("<|im_end|>") for t in texts)
