@@ -86,7 +86,7 @@ TOOL_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "count": (("people", "forklifts", "pallets"), "count_objects"),
     "ppe": (("without_hat", "without_vest", "any_without_hat", "any_without_vest"), "check_ppe"),
     "zone": (("in_zone", "any_in_zone"), "objects_in_zone"),
-    "sign": (("sign_text",), "read_text_near"),
+    ObjectClass.SIGN.value: (("sign_text",), "read_text_near"),  # chapter 3 calls this kind "sign"
 }
 _COUNTED = {"people": _PERSON, "forklifts": ObjectClass.FORKLIFT, "pallets": ObjectClass.PALLET}
 
