@@ -83,7 +83,9 @@ class Count(StrEnum):
 
 class EventKind(StrEnum):
     """What happens to a track in a clip. The first six are written by the SafetyScenes clip
-    generator; VIOLATION_START/END are for chapter 5's pipeline (a rule starts or stops being broken)."""
+    generator; VIOLATION_START/END are for chapter 5's pipeline (a rule starts or stops being broken);
+    the long clips (chapter 5) add PUT_ON_PPE/TAKE_OFF_PPE (a worker puts on or takes off a vest)
+    and NEAR_MISS (a worker close to a moving forklift)."""
 
     ENTER_FRAME = "enter_frame"
     EXIT_FRAME = "exit_frame"
@@ -93,6 +95,9 @@ class EventKind(StrEnum):
     REAPPEARED = "reappeared"
     VIOLATION_START = "violation_start"
     VIOLATION_END = "violation_end"
+    PUT_ON_PPE = "put_on_ppe"
+    TAKE_OFF_PPE = "take_off_ppe"
+    NEAR_MISS = "near_miss"
 
 
 def in_zone(zone: str) -> str:

@@ -16,6 +16,11 @@ def add_commands(sub) -> None:
     gen.add_argument("--out", type=Path, default=None, help="write here instead of data/safetyscenes")
     gen.add_argument("--check", action="store_true", help="regenerate into a temporary folder and compare sha256s")
     gen.set_defaults(func=_generate)
+    vid = s.add_parser("video", help="regenerate the long clips of chapter 5 byte for byte (data/video)")
+    vid.add_argument("names", nargs="*", help="only these clips (default: all of them)")
+    vid.add_argument("--out", type=Path, default=None, help="write here instead of data/video")
+    vid.add_argument("--check", action="store_true", help="regenerate into a temporary folder and compare sha256s")
+    vid.set_defaults(func=_video)
     one = s.add_parser("render", help="render one scene (any seed) to an image and its ground truth")
     one.add_argument("seed", type=int)
     one.add_argument("-o", "--out", type=Path, required=True, help="image path (.jpg or .png); JSON beside it")
@@ -70,6 +75,33 @@ def _generate(args) -> int:
         shutil.rmtree(out / sub, ignore_errors=True)  # no stale files from an older version
     write_dataset(out)
     print(f"wrote {out}")
+    return 0
+
+
+def _video(args) -> int:
+    import time
+
+    from .video import STORIES, stories_root, write_stories
+
+    unknown = [n for n in args.names if n not in STORIES]
+    if unknown:
+        raise ValueError(f"no clip named {unknown[0]!r}; clips: {', '.join(STORIES)}")
+    names = args.names or list(STORIES)
+    start = time.perf_counter()
+    if args.check:
+        shipped = json.loads((stories_root() / "manifest.json").read_text())
+        with tempfile.TemporaryDirectory() as tmp:
+            write_stories(tmp, names)
+            fresh = json.loads((Path(tmp) / "manifest.json").read_text())
+        diff = compare_manifests({k: v for k, v in shipped.items() if k in fresh}, fresh)
+        if diff:
+            print(f"{len(diff)} file(s) differ from the shipped manifest, e.g. {diff[:5]}", file=sys.stderr)
+            return 1
+        print(f"identical: {len(fresh)} files match the shipped manifest ({time.perf_counter() - start:.0f} s)")
+        return 0
+    out = args.out or stories_root()
+    write_stories(out, names)
+    print(f"wrote {len(names)} clip(s) to {out} in {time.perf_counter() - start:.0f} s")
     return 0
 
 

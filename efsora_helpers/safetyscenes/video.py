@@ -18,6 +18,20 @@ lane. :func:`render_clip` draws them with the same painter as the still scenes (
 
 One seed, one clip: frames (bytes), tracks and events are identical on every run.
 
+The long clips (chapter 5)
+--------------------------
+:data:`STORIES` scripts six clips of 36-50 s (:func:`render_story`, written by
+``efsora scenes video`` into ``data/video/`` with its own ``manifest.json``): workers crossing
+paths, hidden behind a pallet stack, a parked or passing forklift or each other, leaving the frame
+and coming back, standing in the forklift lane (dwell), a vest taken off or put on mid-clip (a
+worker's ``vest_changes`` in the meta; drawn so that nothing else about them changes), and near
+misses. Their timelines add ``take_off_ppe`` / ``put_on_ppe`` and ``near_miss`` (a worker's foot
+point within :data:`NEAR_MISS_M` of a moving forklift's footprint on the floor plane, see
+:func:`floor_point`), and every event carries the worker's vest state *at that frame*.
+``<name>_frames.txt`` lists a short hash of every rendered frame, so a test can re-render any frame
+range (:func:`render_story` with ``frames=``) and compare it byte for byte. The 12 s clips keep
+their original timeline (no PPE or near-miss events) and bytes.
+
 Ground truth
 ------------
 ``Clip.tracks[f]`` lists ``(track_id, label, (x1, y1, x2, y2), visibility)`` for every actor with at
@@ -176,6 +190,15 @@ class _Actor:
     still_pose: str = "standing"
     still_facing: str | None = None  # None: the appearance draw decides
     drawn: bool = True  # a forklift's load is drawn by the forklift
+    vest_changes: list[tuple[int, bool]] = field(default_factory=list)  # (frame, worn from then on)
+
+    def vest_at(self, f: int) -> bool:
+        """Whether this worker wears a vest in frame ``f`` (``attrs`` holds the state at frame 0)."""
+        worn = bool(self.attrs[ObjectClass.VEST])
+        for frame, state in self.vest_changes:
+            if frame <= f:
+                worn = state
+        return worn
 
 
 def _path(keys: list[tuple[float, float, float]], times: np.ndarray) -> np.ndarray:
@@ -491,15 +514,23 @@ def _composite(canvas: np.ndarray, owner: np.ndarray, sprite: Painter, x0: int, 
 
 def render_clip(seed: int, seconds: float = 12.0, fps: int = 15, width: int = 640, height: int = 360) -> Clip:
     """Render a clip and its ground truth. Same arguments, same frames, tracks and events."""
+    n_frames, times = _timeline(seconds, fps, width, height)
+    bg, horizon, zone = _stage(seed, width, height)
+    actors = _script(seed, width, height, seconds, times, horizon, zone)
+    return _film(seed, actors, bg, horizon, zone, fps, width, height, range(n_frames))
+
+
+def _timeline(seconds: float, fps: int, width: int, height: int) -> tuple[int, np.ndarray]:
     n_frames = round(seconds * fps)
     if n_frames < 2:
         raise ValueError("a clip needs at least two frames")
     if height < 144 or width < height:
         raise ValueError("clips need a height of at least 144 pixels and a width of at least the height")
-    times = np.arange(n_frames) / fps
-    H, W = height, width
+    return n_frames, np.arange(n_frames) / fps
 
-    # the static background, drawn once
+
+def _stage(seed: int, W: int, H: int) -> tuple[Painter, int, list[tuple[float, float]]]:
+    """The static background, drawn once: wall, floor, racks, the forklift lane, signs."""
     rng = np.random.default_rng(seed)
     bg = Painter(H, W, rng)
     # _racks needs room for shelves of at least 14 px between the ceiling and the horizon
@@ -508,12 +539,48 @@ def render_clip(seed: int, seconds: float = 12.0, fps: int = 15, width: int = 64
     _racks(bg, rng, horizon)
     zone = _zone(bg, rng, horizon)
     _signs(bg, rng, horizon)
+    return bg, horizon, zone
+
+
+def _draw_worker(a: _Actor, f: int, fx: float, fy: float, h: float, motion, seed: int):
+    """A worker's sprite in frame ``f`` and its top-left corner. A worker whose vest comes and goes is
+    always drawn with the vest (so the appearance draws after it, hat and hair, stay the same) and,
+    in frames without it, the vest's pixels are taken from a second drawing without the vest: there
+    they show the shirt, whose colour and grain are drawn before the vest."""
+    x0, y0 = math.floor(fx - 0.6 * h), math.floor(fy - 1.15 * h)
+    facing, moving, phase = motion
+    size = (math.ceil(fy + 0.1 * h) + 2 - y0, math.ceil(fx + 0.6 * h) - x0)
+
+    def draw(vest: bool) -> Painter:
+        sp = Painter(*size, np.random.default_rng([seed, 3, a.id]))  # the same grain every frame
+        parts = iter([a.id, 1000 + 10 * a.id + 1, 1000 + 10 * a.id + 2])
+        _worker(sp, np.random.default_rng(a.look), parts.__next__, fx - x0, fy - y0, h, facing=facing[f],
+                pose=a.moving_pose if moving[f] else a.still_pose,
+                phase=float(phase[f]) if moving[f] else None,
+                hard_hat=a.attrs[ObjectClass.HARD_HAT], vest=vest)
+        return sp
+
+    if not a.vest_changes:
+        return draw(bool(a.attrs[ObjectClass.VEST])), x0, y0
+    sp = draw(True)
+    if not a.vest_at(f):
+        bare = draw(False)
+        vest_px = sp.owner == 1000 + 10 * a.id + 1  # the vest is the second part drawn
+        sp.canvas[vest_px] = bare.canvas[vest_px]
+        sp.owner[vest_px] = bare.owner[vest_px]
+    return sp, x0, y0
+
+
+def _film(seed: int, actors: list[_Actor], bg: Painter, horizon: int, zone, fps: int, W: int, H: int,
+          frame_range: range, extra_events: bool = False) -> Clip:
+    """Draw the frames in ``frame_range`` and read the ground truth off them. Events need every
+    frame: they are computed only when ``frame_range`` starts at 0 and covers every actor's path."""
+    n_frames = len(actors[0].xy)
     span = H - horizon
 
     def person_h(y):
         return 40 + (y - horizon) / span * 0.62 * H
 
-    actors = _script(seed, W, H, seconds, times, horizon, zone)
     by_id = {a.id: a for a in actors}
     motion = {a.id: _motion(a, fps, person_h) for a in actors if a.label == ObjectClass.PERSON}
     gainmap, blur, sigma, look = _look_field(np.random.default_rng([seed, 2]), H, W)
@@ -527,7 +594,7 @@ def render_clip(seed: int, seconds: float = 12.0, fps: int = 15, width: int = 64
 
     frames, tracks, feet = [], [], []
     stats = []  # per frame: {id: (visible, whole, in_frame, occluder)}
-    for f in range(n_frames):
+    for f in frame_range:
         canvas = bg.canvas.copy()
         owner = np.zeros((H, W), np.int32)
         whole: dict[int, int] = {}
@@ -538,15 +605,7 @@ def render_clip(seed: int, seconds: float = 12.0, fps: int = 15, width: int = 64
             grain = np.random.default_rng([seed, 3, a.id])  # the same grain every frame: a steady texture
             look_rng = np.random.default_rng(a.look) if a.look else None
             if a.label == ObjectClass.PERSON:
-                h = person_h(fy) * a.size
-                x0, y0 = math.floor(fx - 0.6 * h), math.floor(fy - 1.15 * h)
-                sp = Painter(math.ceil(fy + 0.1 * h) + 2 - y0, math.ceil(fx + 0.6 * h) - x0, grain)
-                parts = iter([a.id, 1000 + 10 * a.id + 1, 1000 + 10 * a.id + 2])
-                facing, moving, phase = motion[a.id]
-                _worker(sp, look_rng, parts.__next__, fx - x0, fy - y0, h, facing=facing[f],
-                        pose=a.moving_pose if moving[f] else a.still_pose,
-                        phase=float(phase[f]) if moving[f] else None,
-                        hard_hat=a.attrs[ObjectClass.HARD_HAT], vest=a.attrs[ObjectClass.VEST])
+                sp, x0, y0 = _draw_worker(a, f, fx, fy, person_h(fy) * a.size, motion[a.id], seed)
             elif a.label == ObjectClass.FORKLIFT:
                 size = person_h(fy) * a.size
                 x0, y0 = math.floor(fx - 1.15 * size), math.floor(fy - 1.4 * size)
@@ -605,7 +664,11 @@ def render_clip(seed: int, seconds: float = 12.0, fps: int = 15, width: int = 64
         entry.update({k: v for k, v in a.attrs.items() if k not in ("forks_lift", "loaded")})
         actor_list.append(entry)
     zones = {Zone.FORKLIFT_ZONE: zone}
-    events = _events(actors, feet, stats, zones[Zone.FORKLIFT_ZONE], fps, W)
+    events = []
+    if frame_range == range(n_frames):
+        events = _events(actors, feet, stats, zones[Zone.FORKLIFT_ZONE], fps, W)
+        if extra_events:
+            events = _sort_events(events + _ppe_events(actors, fps) + _near_misses(actors, feet, fps, W, person_h))
     params = {"horizon": horizon, "look": look}
     return Clip(seed, fps, W, H, frames, tracks, feet, zones, events, actor_list, params)
 
@@ -631,7 +694,7 @@ def _events(actors: list[_Actor], feet, stats, zone, fps: int, W: int) -> list[d
         ev = {"time_s": t, "frame": f, "track_id": a.id, "label": a.label, "type": kind,
               "text": f"{nouns[a.label]} {a.id} " + text.format(at=f"at {t:.1f} s"), **extra}
         if a.label == ObjectClass.PERSON:
-            ev.update(vest=a.attrs[ObjectClass.VEST], hard_hat=a.attrs[ObjectClass.HARD_HAT])
+            ev.update(vest=a.vest_at(f), hard_hat=a.attrs[ObjectClass.HARD_HAT])
         if a.label == ObjectClass.FORKLIFT:
             ev.update(carrying_pallet=a.attrs["carrying_pallet"])
         events.append(ev)
@@ -658,7 +721,7 @@ def _events(actors: list[_Actor], feet, stats, zone, fps: int, W: int) -> list[d
             inside = cv2.pointPolygonTest(poly, (float(x), float(y)), False) >= 0
             if in_zone is not None and inside != in_zone:
                 if inside:
-                    ppe = _ppe_phrase(a.attrs[ObjectClass.VEST], a.attrs[ObjectClass.HARD_HAT])
+                    ppe = _ppe_phrase(a.vest_at(f), a.attrs[ObjectClass.HARD_HAT])
                     add(f, a, EventKind.ENTER_ZONE, f"enters the forklift zone {ppe}", zone=Zone.FORKLIFT_ZONE)
                 else:
                     add(f, a, EventKind.EXIT_ZONE, "leaves the forklift zone", zone=Zone.FORKLIFT_ZONE)
@@ -685,10 +748,242 @@ def _events(actors: list[_Actor], feet, stats, zone, fps: int, W: int) -> list[d
             if end is not None:
                 gone = round((end - start) / fps, 1)
                 add(end, a, EventKind.REAPPEARED, f"reappears {{at}} (hidden for {gone:.1f} s)", hidden_for_s=gone)
-    order = {EventKind.EXIT_FRAME: 0, EventKind.EXIT_ZONE: 1, EventKind.OCCLUDED: 2, EventKind.REAPPEARED: 3,
-             EventKind.ENTER_FRAME: 4, EventKind.ENTER_ZONE: 5}
-    events.sort(key=lambda e: (e["frame"], e["track_id"], order[e["type"]]))
-    return events
+    return _sort_events(events)
+
+
+_EVENT_ORDER = {EventKind.EXIT_FRAME: 0, EventKind.EXIT_ZONE: 1, EventKind.OCCLUDED: 2, EventKind.REAPPEARED: 3,
+                EventKind.ENTER_FRAME: 4, EventKind.ENTER_ZONE: 5, EventKind.TAKE_OFF_PPE: 6,
+                EventKind.PUT_ON_PPE: 7, EventKind.NEAR_MISS: 8}
+
+
+def _sort_events(events: list[dict]) -> list[dict]:
+    return sorted(events, key=lambda e: (e["frame"], e["track_id"], _EVENT_ORDER[e["type"]]))
+
+
+def _event(f: int, fps: int, a: _Actor, kind: str, text: str, **extra) -> dict:
+    t = round(f / fps, 1)
+    noun = "worker" if a.label == ObjectClass.PERSON else phrase(a.label)
+    ev = {"time_s": t, "frame": f, "track_id": a.id, "label": a.label, "type": kind,
+          "text": f"{noun} {a.id} {text} at {t:.1f} s", **extra}
+    if a.label == ObjectClass.PERSON:
+        ev.update(vest=a.vest_at(f), hard_hat=a.attrs[ObjectClass.HARD_HAT])
+    return ev
+
+
+def _ppe_events(actors: list[_Actor], fps: int) -> list[dict]:
+    """``put_on_ppe`` / ``take_off_ppe``: the frame from which a worker wears (or no longer wears) a vest."""
+    out = []
+    for a in actors:
+        for f, worn in a.vest_changes:
+            kind, verb = (EventKind.PUT_ON_PPE, "puts on") if worn else (EventKind.TAKE_OFF_PPE, "takes off")
+            out.append(_event(f, fps, a, kind, f"{verb} a {phrase(ObjectClass.VEST)}", item=ObjectClass.VEST))
+    return out
+
+
+PERSON_M = 1.75  # a worker's height in metres: sets the floor plane's scale
+NEAR_MISS_M = 1.5  # a worker this close to a moving forklift's footprint (floor distance): a near miss ...
+NEAR_MISS_CLEAR_M = 2.5  # ... which ends when they are this far apart again
+FORKLIFT_MOVING_MPS = 0.5  # the forklift counts as moving above this floor speed
+
+
+def floor_point(x: float, y: float, W: int, person_h) -> tuple[float, float]:
+    """A foot point (pixels) on the floor plane in metres: (across, depth). A worker ``person_h(y)``
+    pixels tall is 1.75 m; a pinhole camera with a focal length of ``W`` pixels puts them at depth
+    1.75 * W / person_h(y) (about 4 m at the bottom of a 640x360 frame, 28 m at the horizon)."""
+    h = person_h(y)
+    return (x - W / 2) * PERSON_M / h, PERSON_M * W / h
+
+
+def _near_misses(actors: list[_Actor], feet, fps: int, W: int, person_h) -> list[dict]:
+    """``near_miss``: a worker (foot point in the frame) within :data:`NEAR_MISS_M` of a moving
+    forklift's footprint on the floor (the stretch it covers along its way, from 0.56 of its size
+    behind the foot point to 1.0 ahead, as drawn); one event per spell, at its first frame, with
+    the closest distance in the spell and ``until_frame``, the frame at which they are clear again."""
+    out = []
+    forklifts = [a for a in actors if a.label == ObjectClass.FORKLIFT]
+    workers = [a for a in actors if a.label == ObjectClass.PERSON]
+    n = len(feet)
+    for fk in forklifts:
+        xy = fk.xy
+        ground = np.array([floor_point(x, y, W, person_h) for x, y in xy])
+        speed = np.zeros(n)
+        speed[1:] = np.hypot(*(ground[1:] - ground[:-1]).T) * fps
+        speed[0] = speed[1] if n > 1 else 0.0
+        dir_ = 1 if fk.attrs["facing"] == "right" else -1
+        for w in workers:
+            spell_start, closest = None, None
+            for f in range(n):
+                x, y = feet[f][w.id]
+                fx, fy = xy[f]
+                size = person_h(fy) * fk.size
+                lo, hi = sorted((fx - dir_ * 0.56 * size, fx + dir_ * 1.0 * size))
+                (wx, wz), (ax, fz), (bx, _) = (floor_point(x, y, W, person_h), floor_point(lo, fy, W, person_h),
+                                                floor_point(hi, fy, W, person_h))
+                d = math.hypot(max(0.0, ax - wx, wx - bx), wz - fz)
+                near = d < NEAR_MISS_M and speed[f] > FORKLIFT_MOVING_MPS and 0 <= x < W
+                if spell_start is None and near:
+                    spell_start, closest = f, d
+                elif spell_start is not None:
+                    closest = min(closest, d)
+                    if d > NEAR_MISS_CLEAR_M or f == n - 1:
+                        out.append(_event(spell_start, fps, w, EventKind.NEAR_MISS,
+                                          f"comes within {closest:.1f} m of moving forklift {fk.id}",
+                                          forklift_id=fk.id, min_distance_m=round(closest, 2),
+                                          until_frame=f))
+                        spell_start = None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The long clips (chapter 5): scripted stories of 36-50 s
+# ---------------------------------------------------------------------------------------------
+
+# Each story is a script in floor terms: a key is (time s, x, depth). Depth runs from 0 (the
+# horizon) to 1 (the bottom row). x is a fraction of the frame width (below 0 or above 1: out of
+# view), "L<u>" a place across the forklift lane at that depth (0 its left edge, 1 its right edge),
+# or "S<k>" a place beside the story's pallet stack, k times the distance at which a worker behind
+# it is fully visible (S-1 and S1: just clear of it on either side). "wears_vest" is the state at
+# 0 s; vest changes are (time s, worn).
+STORIES: dict[str, dict] = {
+    "vest_on_in_lane": {"seed": 6111, "seconds": 40, "workers": [
+        {"keys": [(0, -0.08, .55), (5, "L-0.6", .55), (9, "L-0.6", .55), (12, "L0.5", .55), (18, "L0.5", .55),
+                  (22, "L1.6", .55), (30, 1.1, .55)], "hat": True, "wears_vest": False, "changes": [(7.0, True)]},
+        {"keys": [(0, "L1.5", .35), (14, "L1.5", .35), (17, "L0.4", .35), (24, "L0.4", .35), (27, "L1.5", .35)],
+         "hat": False, "wears_vest": True, "changes": [(10.0, False), (30.0, True)], "still": "arms_up"},
+        {"keys": [(0, "S-1", .12), (8, "S-1", .12), (14, "S1", .12)], "hat": True, "wears_vest": True},
+    ], "forklifts": [{"keys": [(0, -0.35, .42), (14, -0.35, .42), (21, 1.35, .42)], "carrying": True}],
+        "stack": {"x": 0.14, "d": .25, "hides": .12}, "pallets": [{"x": 0.9, "d": .7, "w": 0.7}]},
+    "forklift_near_miss": {"seed": 6118, "seconds": 36, "workers": [
+        {"keys": [(0, 0.62, .25), (4, 0.62, .25), (9, 0.62, .58), (12, 0.62, .58), (17, 0.95, .7), (19, 1.1, .7)],
+         "hat": True, "wears_vest": True},
+        {"keys": [(0, 1.08, .35), (20, -0.08, .35), (26, -0.08, .35), (36, 0.4, .35)], "hat": True, "wears_vest": False},
+        {"keys": [(0, -0.08, .38), (18, 1.08, .38)], "hat": False, "wears_vest": True, "pose": "carrying"},
+    ], "forklifts": [{"keys": [(0, -0.35, .5), (6, -0.35, .5), (13, 1.35, .5)], "carrying": False},
+                     {"keys": [(0, 1.35, .3), (24, 1.35, .3), (31, -0.35, .3)], "carrying": True}],
+        "pallets": [{"x": 0.1, "d": .75, "w": 0.6}, {"x": 0.88, "d": .2, "w": 0.8}]},
+    "forklift_hides": {"seed": 6120, "seconds": 40, "workers": [
+        {"keys": [(0, 0.43, .1)], "hat": True, "wears_vest": True, "still": "arms_up", "facing": "front"},
+        {"keys": [(0, "S-1", .15), (12, "S-1", .15), (18, "S1", .15)], "hat": True, "wears_vest": False},
+        {"keys": [(0, 1.08, .7), (8, "L0.5", .7), (14, "L0.5", .7), (20, -0.08, .7), (28, -0.08, .7),
+                  (34, 0.2, .75)], "hat": False, "wears_vest": True},
+    ], "forklifts": [{"keys": [(0, -0.4, .55), (6, 0.24, .55), (12, 0.24, .55), (18, 1.4, .55)], "carrying": True,
+                      "lift": 0.55}],  # parks with its load raised in front of worker 1
+        "stack": {"x": 0.86, "d": .3, "hides": .15}, "pallets": [{"x": 0.08, "d": .5, "w": 0.6}]},
+    "busy_aisle": {"seed": 6143, "seconds": 45, "workers": [
+        {"keys": [(0, -0.08, .45), (14, 1.08, .45), (20, 1.08, .45), (34, -0.08, .45)], "hat": True, "wears_vest": True},
+        {"keys": [(2, 1.08, .5), (16, -0.08, .5), (24, -0.08, .5), (30, "L0.5", .5), (36, "L0.5", .5),
+                  (42, 1.08, .5)], "hat": True, "wears_vest": False},
+        {"keys": [(0, 0.1, .62)], "hat": False, "wears_vest": True, "still": "arms_up", "changes": [(20.0, False)]},
+        {"keys": [(0, "L0.3", .2), (10, "L0.3", .2), (18, "L0.6", .6), (25, "L1.8", .6)], "hat": True,
+         "wears_vest": True},
+        {"keys": [(0, 0.85, .78), (8, 0.85, .78), (20, -0.1, .8)], "hat": True, "wears_vest": True, "pose": "carrying"},
+    ], "forklifts": [{"keys": [(0, 1.35, .35), (26, 1.35, .35), (33, -0.35, .35)], "carrying": False}],
+        "pallets": [{"x": 0.07, "d": .3, "w": 0.7}, {"x": 0.93, "d": .55, "w": 0.6}]},
+    "leave_and_return": {"seed": 6156, "seconds": 40, "workers": [
+        {"keys": [(0, 0.3, .4), (4, -0.1, .4), (8, -0.1, .4), (12, 0.3, .4), (16, 0.3, .4), (20, 1.1, .4),
+                  (26, 1.1, .4), (32, 0.6, .4)], "hat": False, "wears_vest": True},
+        {"keys": [(0, 1.08, .65), (6, "L0.5", .65), (14, "L0.5", .65), (20, 1.08, .65), (28, 1.08, .65),
+                  (34, 0.8, .65)], "hat": True, "wears_vest": True},
+        {"keys": [(0, "S-1", .12), (10, "S-1", .12), (16, "S1", .12)], "hat": True, "wears_vest": False},
+    ], "forklifts": [{"keys": [(0, -0.35, .45), (10, -0.35, .45), (17, 1.35, .45)], "carrying": True},
+                     {"keys": [(0, 1.35, .6), (24, 1.35, .6), (31, -0.35, .6)], "carrying": False}],
+        "stack": {"x": 0.15, "d": .24, "hides": .12}, "pallets": [{"x": 0.9, "d": .35, "w": 0.7}]},
+    "vest_off_near_miss": {"seed": 6188, "seconds": 50, "workers": [
+        {"keys": [(0, 0.15, .5), (12, 0.15, .5), (16, "L0.4", .5), (24, "L0.4", .5), (28, 0.15, .5)],
+         "hat": True, "wears_vest": True, "changes": [(8.0, False), (31.0, True)]},
+        {"keys": [(0, 0.7, .2)], "hat": True, "wears_vest": True, "still": "standing", "facing": "left"},
+        {"keys": [(0, -0.08, .3), (30, -0.08, .3), (44, 1.08, .3)], "hat": True, "wears_vest": True},
+        {"keys": [(0, 1.08, .34), (31, 1.08, .34), (45, -0.08, .34)], "hat": False, "wears_vest": True,
+         "pose": "carrying"},
+        {"keys": [(0, "S-1", .1), (34, "S-1", .1), (40, "S1", .1)], "hat": True, "wears_vest": True},
+    ], "forklifts": [{"keys": [(0, 1.35, .44), (18, 1.35, .44), (25, -0.35, .44)], "carrying": True}],
+        "stack": {"x": 0.86, "d": .22, "hides": .1}, "pallets": [{"x": 0.06, "d": .8, "w": 0.6}]},
+}
+
+
+def _story_script(name: str, W: int, H: int, times: np.ndarray, horizon: int,
+                  zone: list[tuple[float, float]], fps: int) -> list[_Actor]:
+    spec = STORIES[name]
+    seed = spec["seed"]
+    span = H - horizon
+    (lx0, ly0), (rx0, _), (rx1, ly1), (lx1, _) = zone
+
+    def y_at(d):
+        return horizon + d * span
+
+    def person_h(y):
+        return 40 + (y - horizon) / span * 0.62 * H
+
+    def lane(y):
+        u = (y - ly0) / (ly1 - ly0)
+        return lx0 + u * (lx1 - lx0), rx0 + u * (rx1 - rx0)
+
+    stack = spec.get("stack")
+    if stack:  # a tall loaded pallet that hides a worker walking behind it at depth stack["hides"]
+        look_P = next(look for look in ([seed, 50, j] for j in range(500)) if _pallet_height_ratio(look) >= 1.0)
+        ratio = _pallet_height_ratio(look_P)
+        yP, yB = y_at(stack["d"]), y_at(stack["hides"])
+        hB = person_h(yB)
+        wP = max(person_h(yP) * 0.85, (hB * 1.04 + (yP - yB) + 3) / ratio)
+        xP = stack["x"] * W
+        reach = wP / 2 + 0.25 * hB + 0.35 * hB + 4  # from the stack's centre to fully visible
+
+    def x_of(x, d):
+        if isinstance(x, str) and x[0] == "L":
+            left, right = lane(y_at(d))
+            return left + float(x[1:]) * (right - left)
+        if isinstance(x, str) and x[0] == "S":
+            return xP + float(x[1:]) * reach
+        return x * W
+
+    def path(keys):
+        return _path([(t, x_of(x, d), y_at(d)) for t, x, d in keys], times)
+
+    actors: list[_Actor] = []
+    ids = iter(range(1, 100))
+    for w in spec["workers"]:
+        wid = next(ids)
+        actors.append(_Actor(wid, ObjectClass.PERSON, "worker", path(w["keys"]), [seed, 100, wid], w.get("scale", 1.0),
+                             {ObjectClass.HARD_HAT: w["hat"], ObjectClass.VEST: w["wears_vest"]},
+                             moving_pose=w.get("pose", "walking"), still_pose=w.get("still", "standing"),
+                             still_facing=w.get("facing"),
+                             vest_changes=[(round(t * fps), worn) for t, worn in w.get("changes", [])]))
+    for fk in spec["forklifts"]:
+        fid = next(ids)
+        xy = path(fk["keys"])
+        facing = "right" if xy[-1, 0] > xy[0, 0] else "left"
+        actors.append(_Actor(fid, ObjectClass.FORKLIFT, ObjectClass.FORKLIFT, xy, [seed, 200, fid], fk.get("scale", 1.05),
+                             {"carrying_pallet": fk["carrying"], "facing": facing, "forks_lift": fk.get("lift", 0.1)}))
+        if fk["carrying"]:
+            actors.append(_Actor(next(ids), ObjectClass.PALLET, "load", xy, [], 0.0,
+                                 {"on_forklift": True, "forklift_id": fid}, drawn=False))
+    if stack:
+        pid = next(ids)
+        actors.append(_Actor(pid, ObjectClass.PALLET, "stack", _path([(0, xP, yP)], times), look_P, wP,
+                             {"on_forklift": False, "loaded": True}))
+    for pal in spec.get("pallets", []):
+        pid = next(ids)
+        y = y_at(pal["d"])
+        actors.append(_Actor(pid, ObjectClass.PALLET, ObjectClass.PALLET, _path([(0, pal["x"] * W, y)], times),
+                             [seed, 300, pid], pal["w"] * person_h(y), {"on_forklift": False, "loaded": True}))
+    return actors
+
+
+def render_story(name: str, fps: int = 15, width: int = 640, height: int = 360,
+                 frames: range | None = None) -> Clip:
+    """Render the long clip ``name`` of :data:`STORIES` (or only the frames in ``frames``: the
+    ground truth of those frames, no events). Same arguments, same bytes."""
+    spec = STORIES[name]
+    n_frames, times = _timeline(spec["seconds"], fps, width, height)
+    bg, horizon, zone = _stage(spec["seed"], width, height)
+    actors = _story_script(name, width, height, times, horizon, zone, fps)
+    clip = _film(spec["seed"], actors, bg, horizon, zone, fps, width, height,
+                 frames if frames is not None else range(n_frames), extra_events=True)
+    clip.params["story"] = name
+    for entry, a in zip(clip.actors, actors):
+        if a.vest_changes:
+            entry["vest_changes"] = [[f, worn] for f, worn in a.vest_changes]
+    return clip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -812,7 +1107,9 @@ def clip_truth(name: str, folder: str | Path | None = None, frames: bool = True)
     ``_zones.json``) as a :class:`~efsora_helpers.perception.schema.VideoResult`: one
     :class:`Track` per MOT id (first and last frame it is in the file), one :class:`TrackEvent` per
     event (``type`` -> ``kind``, ``text`` -> ``evidence``, the rest in ``details``) and, with
-    ``frames``, one :class:`FrameResult` per frame. ``folder`` defaults to the shipped clips."""
+    ``frames``, one :class:`FrameResult` per frame. ``folder`` defaults to the shipped 12 s clips
+    (the long clips: ``folder=stories_root()``). A worker's ``vest`` attribute is their state in
+    the first frame; vest changes are ``put_on_ppe`` / ``take_off_ppe`` events."""
     from ..paths import repo_root
     from ..perception.schema import FrameResult, ImageInfo, Track, TrackedObject, TrackEvent, VideoResult
 
@@ -833,7 +1130,8 @@ def clip_truth(name: str, folder: str | Path | None = None, frames: bool = True)
     actors = {a["id"]: a for a in meta["actors"]}
     tracks = [Track(track_id=tid, label=actors[tid]["label"], first_frame=a, last_frame=b,
                     first_time_s=round(a / fps, 3), last_time_s=round(b / fps, 3),
-                    attributes={k: v for k, v in actors[tid].items() if k not in ("id", "label")})
+                    attributes={k: v for k, v in actors[tid].items()
+                                if k not in ("id", "label") and not isinstance(v, (list, dict))})
               for tid, (a, b) in sorted(span.items())]
     core = ("frame", "time_s", "track_id", "label", "type", "zone", "text")
     events = [TrackEvent(frame=e["frame"], time_s=e["time_s"], track_id=e["track_id"], label=e["label"],
@@ -847,3 +1145,57 @@ def clip_truth(name: str, folder: str | Path | None = None, frames: bool = True)
     return VideoResult(source=source, fps=fps, n_frames=meta["frames"],
                        image_info=ImageInfo(width=meta["width"], height=meta["height"]),
                        zones=zones, tracks=tracks, events=events, frames=frame_results)
+
+
+# ---------------------------------------------------------------------------------------------
+# The long clips on disk: data/video/ (chapter 5)
+# ---------------------------------------------------------------------------------------------
+
+def stories_root() -> Path:
+    """Where the long clips ship: ``data/video/`` (its own ``manifest.json``; the 12 s clips stay
+    in ``data/safetyscenes/video/`` with the image dataset's manifest)."""
+    from ..paths import repo_root
+
+    return repo_root() / "data" / "video"
+
+
+def frame_digest(frame: np.ndarray) -> str:
+    """The first 16 hex digits of a rendered (not encoded) frame's sha256: ``<name>_frames.txt``
+    lists one per frame, so a test can re-render any frame range and compare it byte for byte."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(frame).tobytes()).hexdigest()[:16]
+
+
+def write_story(name: str, out_dir) -> dict:
+    """Render story ``name`` and write it like :func:`write_clip`, plus ``<name>_frames.txt``."""
+    clip = render_story(name)
+    info = write_clip(clip, out_dir, name)
+    info["frames"] = Path(out_dir) / f"{name}_frames.txt"
+    info["frames"].write_text("".join(f"{f},{frame_digest(img)}\n" for f, img in enumerate(clip.frames)))
+    return info
+
+
+def write_manifest(folder) -> dict:
+    """``manifest.json``: sha256 and size of every file in ``folder`` (the manifest itself aside)."""
+    from ..assets import sha256_of
+
+    folder = Path(folder)
+    manifest = {}
+    for p in sorted(q for q in folder.iterdir() if q.is_file() and q.name != "manifest.json"):
+        digest, size = sha256_of(p)
+        manifest[p.name] = {"sha256": digest, "bytes": size}
+    _dump(manifest, folder / "manifest.json")
+    return manifest
+
+
+def write_stories(out_dir=None, names=None, progress: bool = True) -> dict:
+    """Render and write the long clips (default: every story, into :func:`stories_root`) and the
+    folder's manifest. Returns ``{name: write_story(...)}``."""
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir) if out_dir is not None else stories_root()
+    out.mkdir(parents=True, exist_ok=True)
+    written = {name: write_story(name, out) for name in tqdm(names or list(STORIES), desc="clips", disable=not progress)}
+    write_manifest(out)
+    return written
