@@ -107,3 +107,72 @@ def test_prepare_dedups_decontaminates_and_splits_by_scene(rows):
     ref = d.eval_reference()
     assert not any(d.contamination(r, ref) for part in (train, val) for r in part)
     assert all(t.endswith("<|im_end|>") for t in texts)
+
+
+# ---- LoRA ------------------------------------------------------------------------------------------
+def test_lora_forward_equals_the_merged_weight():
+    import torch
+
+    from efsora_helpers.finetuning.llm_lora import lora_delta, lora_forward
+
+    g = torch.Generator().manual_seed(0)
+    W, A, B = torch.randn(6, 5, generator=g), torch.randn(2, 5, generator=g), torch.randn(6, 2, generator=g)
+    x = torch.randn(3, 5, generator=g)
+    assert torch.allclose(lora_forward(x, W, A, B, alpha=4, r=2), x @ (W + lora_delta(A, B, 4, 2)).T, atol=1e-5)
+    assert torch.linalg.matrix_rank(lora_delta(A, B, 4, 2)) <= 2
+
+
+@pytest.fixture(scope="module")
+def base_model():
+    from efsora_helpers.finetuning.llm_lora import load_base
+
+    return load_base()
+
+
+@pytest.fixture(scope="module")
+def short_examples(rows):
+    from datasets import Dataset
+
+    from efsora_helpers.finetuning.llm_lora import encode, shortest
+
+    rendered = Dataset.from_list(rows).map(d.render_row)
+    return [encode(r) for r in shortest(rendered, 3)]
+
+
+@pytest.mark.slow
+def test_parameter_counts_match_peft(base_model):
+    import copy
+
+    from efsora_helpers.finetuning.llm_lora import TARGETS, LoraSettings, lora_parameter_counts, peft_model, trainable_parameters
+
+    rows = {(r["targets"], r["rank"]): r["trainable"] for r in lora_parameter_counts(base_model, ranks=(4, 8))}
+    assert rows[("q,v", 8)] == 30 * 8 * ((576 + 576) + (576 + 192))  # SmolLM2-135M: 30 layers, 3 KV heads of 64
+    for name in ("q,v", "all linear"):
+        model = peft_model(LoraSettings(rank=4, targets=TARGETS[name]), copy.deepcopy(base_model))
+        assert trainable_parameters(model) == rows[(name, 4)]
+
+
+@pytest.mark.slow
+def test_merged_and_unmerged_agree_and_adapter_is_small(base_model, short_examples, scratch_dir):
+    import copy
+
+    from efsora_helpers.finetuning.llm_lora import LoraSettings, merge_agreement, peft_model, save_adapter
+
+    # random B (not zeros) so the adapter changes the output and the comparison means something
+    model = peft_model(LoraSettings(rank=8, dropout=0.0), copy.deepcopy(base_model), init_lora_weights=False)
+    agree = merge_agreement(model, short_examples[:1])
+    assert agree["max_abs_logit_diff"] < 1e-3 and agree["same_argmax"]
+    saved = save_adapter(model, scratch_dir / "adapter")
+    assert "adapter_model.safetensors" in saved["files"] and saved["mb"] < 5
+
+
+@pytest.mark.slow
+def test_a_few_lora_steps_lower_the_validation_loss(base_model, short_examples):
+    import copy
+
+    from efsora_helpers.finetuning.llm_lora import LoraSettings, peft_model, train
+
+    settings = LoraSettings(rank=8, lr=2e-3, steps=4, eval_every=4, warmup_steps=1, dropout=0.0)
+    model = peft_model(settings, copy.deepcopy(base_model))
+    log = train(model, short_examples[:2], short_examples[2:], settings)
+    assert log.best_val_loss < log.initial_val_loss

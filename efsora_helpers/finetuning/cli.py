@@ -36,6 +36,27 @@ def _llm_commands(s) -> None:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_llm_data)
 
+    t = s.add_parser("lora", help="train a LoRA (or QLoRA) adapter for the local LLM on the llm-data output")
+    t.add_argument("--data", type=Path, help="the llm-data folder (default: $EFSORA_HOME/finetuning/llm_data)")
+    t.add_argument("--out", type=Path, help="run folder (default: $EFSORA_HOME/finetuning/lora_runs/<time>)")
+    t.add_argument("--rank", type=int, default=8)
+    t.add_argument("--alpha", type=float, default=16.0)
+    t.add_argument("--dropout", type=float, default=0.05)
+    t.add_argument("--targets", default="q,v", help="q,v | q,k,v,o | 'all linear' | comma-separated module names")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--steps", type=int, default=400)
+    t.add_argument("--grad-accum", type=int, default=4)
+    t.add_argument("--warmup", type=int, default=20)
+    t.add_argument("--eval-every", type=int, default=25)
+    t.add_argument("--patience", type=int, default=4)
+    t.add_argument("--max-tokens", type=int, default=1024)
+    t.add_argument("--max-train", type=int, help="use at most this many training examples")
+    t.add_argument("--max-val", type=int, default=64, help="validation examples (the shortest; 0: all)")
+    t.add_argument("--quantization", choices=("none", "nf4"), default="none", help="nf4: QLoRA")
+    t.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_lora)
+
 
 def _llm_data(args) -> int:
     from .llm_data import build_instruction_data
@@ -44,4 +65,19 @@ def _llm_data(args) -> int:
                                     val_fraction=args.val_fraction, seed=args.seed)
     for line in report.lines():
         print(line)
+    return 0
+
+
+def _lora(args) -> int:
+    from .llm_lora import TARGETS, LoraSettings, run
+
+    targets = TARGETS.get(args.targets) or tuple(x.strip() for x in args.targets.split(",") if x.strip())
+    settings = LoraSettings(rank=args.rank, alpha=args.alpha, dropout=args.dropout, targets=tuple(targets),
+                            lr=args.lr, steps=args.steps, grad_accum=args.grad_accum, warmup_steps=args.warmup,
+                            eval_every=args.eval_every, patience=args.patience, max_tokens=args.max_tokens,
+                            quantization=args.quantization, dtype=args.dtype, seed=args.seed)
+    metrics = run(settings, args.data, args.out, max_train=args.max_train, max_val=args.max_val)
+    print(f"validation loss {metrics['initial_val_loss']:.4f} -> {metrics['best_val_loss']:.4f} "
+          f"(best step {metrics['best_step']}), {metrics['seconds_per_step']:.1f} s/step, "
+          f"adapter {metrics['adapter_mb']:.2f} MB")
     return 0

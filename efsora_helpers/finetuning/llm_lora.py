@@ -1,0 +1,464 @@
+"""LoRA and QLoRA on SmolLM2-135M-Instruct, step by step, with transformers + PEFT + bitsandbytes.
+
+LoRA (Hu et al. 2021, arXiv:2106.09685) freezes a weight matrix ``W`` (``d_out x d_in``) and learns
+a low-rank update: ``W' = W + (alpha / r) B A`` with ``A`` (``r x d_in``, random) and ``B``
+(``d_out x r``, zeros, so training starts from the base model). The rank ``r`` bounds how many
+directions the update can move ``W`` in; ``alpha / r`` scales it, so changing ``r`` does not change
+the update's size at initialisation. Trainable parameters per adapted matrix: ``r (d_in + d_out)``
+instead of ``d_in d_out``. :func:`lora_forward` writes the update out by hand and
+:func:`lora_parameter_counts` counts it for every rank and target set of this model (checked
+against PEFT's own count).
+
+QLoRA (Dettmers et al. 2023, arXiv:2305.14314) keeps the frozen base in 4-bit NormalFloat (NF4),
+quantises the quantisation constants too (double quantisation) and trains the same LoRA matrices
+in higher precision. bitsandbytes runs NF4 layers on the CPU here (:func:`load_base` with
+``quantization="nf4"``); what it costs and saves is measured, not assumed
+(:func:`precision_report`).
+
+Training is a plain loop (:func:`train`): AdamW on the LoRA parameters, linear warmup then linear
+decay, gradient accumulation, the loss on the answer tokens only, validation loss every few steps,
+early stopping with the best adapter kept. ``efsora finetune lora`` (:func:`run`) trains on the
+data ``efsora finetune llm-data`` wrote and ships an adapter folder (a few MB), its training log
+and a card. Taught in ``notebooks/finetuning/05_lora.ipynb``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+#: Target sets compared in the notebook: the projections of attention, then every linear layer.
+TARGETS: dict[str, tuple[str, ...]] = {
+    "q,v": ("q_proj", "v_proj"),
+    "q,k,v,o": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "all linear": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+}
+QUANTIZATIONS = ("none", "nf4")
+DTYPES = ("float32", "bfloat16")
+ADAPTER_MODEL_ID = "smollm2-135m-warehouse"
+
+
+# ---- the update written out ----------------------------------------------------------------------
+def lora_delta(A, B, alpha: float, r: int):
+    """``(alpha / r) B A``: the full-size update a LoRA adapter adds to ``W``."""
+    return (alpha / r) * (B @ A)
+
+
+def lora_forward(x, W, A, B, alpha: float, r: int):
+    """``x W^T + (alpha / r) (x A^T) B^T``: the adapted layer without ever forming ``B A``
+    (two thin matrix products, ``r (d_in + d_out)`` multiply-adds per token on top of the base)."""
+    return x @ W.T + (alpha / r) * ((x @ A.T) @ B.T)
+
+
+# ---- the model -----------------------------------------------------------------------------------
+def _torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+def load_base(quantization: str = "none", dtype: str = "float32"):
+    """SmolLM2-135M-Instruct as an HF model from the shipped GGUF (dequantised once, cached).
+    ``quantization="nf4"``: the linear layers in 4-bit NF4 with double quantisation (bitsandbytes),
+    computing in ``dtype``; embeddings and norms stay in ``dtype``."""
+    from ..env import prepare_offline_environment
+
+    prepare_offline_environment()
+    from transformers import AutoModelForCausalLM
+
+    from ..llm.local import dequantised_dir
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype)}
+    if quantization == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=_torch_dtype(dtype))
+    return AutoModelForCausalLM.from_pretrained(dequantised_dir(), **kwargs)
+
+
+def linear_shapes(model, targets: Iterable[str] = TARGETS["all linear"]) -> dict[str, dict[str, int]]:
+    """Per target name: ``d_in``, ``d_out`` and how many layers have it (SmolLM2: 30 of each)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, module in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in targets and hasattr(module, "in_features"):
+            entry = out.setdefault(leaf, {"d_in": module.in_features, "d_out": module.out_features, "layers": 0})
+            entry["layers"] += 1
+    return out
+
+
+def lora_parameter_counts(model, ranks: Iterable[int] = (1, 2, 4, 8, 16, 32, 64),
+                          targets: dict[str, tuple[str, ...]] = TARGETS) -> list[dict[str, Any]]:
+    """Trainable parameters per rank and target set, by the formula ``r (d_in + d_out)`` per matrix,
+    and the share of the model's parameters that is."""
+    shapes = linear_shapes(model)
+    total = sum(p.numel() for p in model.parameters())
+    rows = []
+    for tname, names in targets.items():
+        for r in ranks:
+            n = sum(r * (shapes[t]["d_in"] + shapes[t]["d_out"]) * shapes[t]["layers"] for t in names)
+            rows.append({"targets": tname, "rank": r, "trainable": n, "percent": 100 * n / total,
+                         "adapter_mb_fp32": n * 4 / 1e6})
+    return rows
+
+
+@dataclass
+class LoraSettings:
+    """One training run. ``grad_accum`` micro-batches of one example make one optimiser step."""
+
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.05
+    targets: tuple[str, ...] = TARGETS["q,v"]
+    lr: float = 1e-3
+    steps: int = 20
+    grad_accum: int = 1
+    warmup_steps: int = 2
+    eval_every: int = 5
+    patience: int = 3  # evaluations without a better validation loss before stopping
+    max_tokens: int = 1024
+    quantization: str = "none"
+    dtype: str = "float32"
+    seed: int = 0
+
+    def lora_config(self, init_lora_weights: bool = True):
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=list(self.targets), task_type="CAUSAL_LM",
+                          init_lora_weights=init_lora_weights)
+
+
+def peft_model(settings: LoraSettings, base=None, init_lora_weights: bool = True):
+    """The base model (loaded if not given) wrapped with LoRA adapters; only they train."""
+    import torch
+    from peft import get_peft_model
+
+    torch.manual_seed(settings.seed)
+    base = base if base is not None else load_base(settings.quantization, settings.dtype)
+    if settings.quantization == "nf4":
+        from peft import prepare_model_for_kbit_training
+
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+    return get_peft_model(base, settings.lora_config(init_lora_weights))
+
+
+def trainable_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def encode(row: dict[str, Any], max_tokens: int = 1024) -> dict[str, list[int]]:
+    """Token ids of prompt + answer, and labels that are -100 on the prompt: the loss is on what
+    the model should write, not on the facts it is given. Rows longer than ``max_tokens`` keep
+    their end (the answer)."""
+    from .llm_data import tokenizer
+
+    tok = tokenizer()
+    p = tok(row["prompt"], add_special_tokens=False).input_ids
+    c = tok(row["completion_text"], add_special_tokens=False).input_ids
+    ids, labels = p + c, [-100] * len(p) + c
+    return {"input_ids": ids[-max_tokens:], "labels": labels[-max_tokens:]}
+
+
+def shortest(dataset, n: int, family: str | None = None) -> list[dict[str, Any]]:
+    """The ``n`` rows with the fewest prompt tokens (optionally of one family): CI-sized batches."""
+    rows = [r for r in dataset if family is None or r["family"] == family]
+    return sorted(rows, key=lambda r: (r["prompt_tokens"], r["hash"]))[:n]
+
+
+# ---- loss, training ------------------------------------------------------------------------------
+def completion_loss(model, examples: list[dict[str, list[int]]]) -> float:
+    """Mean cross-entropy per answer token over ``examples`` (no gradient); ``exp`` of it is the
+    validation perplexity on the answers."""
+    import torch
+
+    total, tokens = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for ex in examples:
+            ids = torch.tensor([ex["input_ids"]])
+            labels = torch.tensor([ex["labels"]])
+            n = int((labels[:, 1:] != -100).sum())
+            out = model(input_ids=ids, labels=labels)
+            total += float(out.loss) * n
+            tokens += n
+    return total / max(tokens, 1)
+
+
+@dataclass
+class TrainLog:
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per step: loss, lr, seconds, val_loss
+    best_step: int = 0
+    best_val_loss: float = math.inf
+    stopped_early: bool = False
+    initial_val_loss: float = math.nan
+
+    @property
+    def seconds_per_step(self) -> float:
+        times = [r["seconds"] for r in self.rows]
+        return sum(times) / len(times) if times else 0.0
+
+    def val_curve(self) -> list[tuple[int, float]]:
+        return [(r["step"], r["val_loss"]) for r in self.rows if r.get("val_loss") is not None]
+
+
+def _schedule(step: int, warmup: int, total: int) -> float:
+    """Linear warmup to 1, then linear decay to 0.1 at the last step."""
+    if step < warmup:
+        return (step + 1) / warmup
+    span = max(total - warmup, 1)
+    return max(0.1, 1.0 - 0.9 * (step - warmup) / span)
+
+
+def train(model, train_examples: list[dict[str, list[int]]], val_examples: list[dict[str, list[int]]],
+          settings: LoraSettings, log: Callable[[dict[str, Any]], None] | None = None) -> TrainLog:
+    """AdamW on the trainable (LoRA) parameters with warmup, gradient accumulation, periodic
+    validation and early stopping; at the end the best adapter weights are put back."""
+    import random
+
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, settings.warmup_steps, settings.steps))
+    rng = random.Random(settings.seed)
+    order: list[int] = []
+    out = TrainLog(initial_val_loss=completion_loss(model, val_examples))
+    out.best_val_loss = out.initial_val_loss
+    best_state = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+    evals_without_gain = 0
+    for step in range(1, settings.steps + 1):
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = 0.0
+        for _ in range(settings.grad_accum):
+            if not order:
+                order = list(range(len(train_examples)))
+                rng.shuffle(order)
+            ex = train_examples[order.pop()]
+            loss = model(input_ids=torch.tensor([ex["input_ids"]]), labels=torch.tensor([ex["labels"]])).loss
+            (loss / settings.grad_accum).backward()
+            loss_sum += loss.item()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        row = {"step": step, "train_loss": loss_sum / settings.grad_accum, "lr": sched.get_last_lr()[0],
+               "seconds": time.perf_counter() - t0, "val_loss": None}
+        if step % settings.eval_every == 0 or step == settings.steps:
+            row["val_loss"] = completion_loss(model, val_examples)
+            if row["val_loss"] < out.best_val_loss - 1e-4:
+                out.best_val_loss, out.best_step, evals_without_gain = row["val_loss"], step, 0
+                best_state = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+            else:
+                evals_without_gain += 1
+        out.rows.append(row)
+        if log:
+            log(row)
+        if evals_without_gain >= settings.patience:
+            out.stopped_early = True
+            break
+    with torch.no_grad():
+        for k, v in model.named_parameters():
+            if k in best_state:
+                v.copy_(best_state[k])
+    model.eval()
+    return out
+
+
+# ---- merging and saving --------------------------------------------------------------------------
+def merge_agreement(model, examples: list[dict[str, list[int]]]) -> dict[str, float]:
+    """Logits of the adapted model with the adapter applied on the side (unmerged) and folded into
+    the weights (``merge_and_unload`` on a copy): the largest absolute difference, and whether the
+    greedy next token agrees at every position."""
+    import torch
+
+    merged = copy.deepcopy(model).merge_and_unload()
+    model.eval()
+    merged.eval()
+    worst, same = 0.0, True
+    with torch.no_grad():
+        for ex in examples:
+            ids = torch.tensor([ex["input_ids"]])
+            a, b = model(input_ids=ids).logits, merged(input_ids=ids).logits
+            worst = max(worst, float((a - b).abs().max()))
+            same = same and bool((a.argmax(-1) == b.argmax(-1)).all())
+    return {"max_abs_logit_diff": worst, "same_argmax": same}
+
+
+def save_adapter(model, out_dir: str | Path) -> dict[str, Any]:
+    """The adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``): its files and size."""
+    out_dir = Path(out_dir)
+    model.save_pretrained(str(out_dir))
+    files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
+    return {"dir": str(out_dir), "files": files, "mb": sum(files.values()) / 1e6}
+
+
+def load_adapter(adapter_dir: str | Path, quantization: str = "none", dtype: str = "float32"):
+    """The base model with a saved adapter on top (unmerged), for inference."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(load_base(quantization, dtype), str(adapter_dir))
+
+
+# ---- precisions ----------------------------------------------------------------------------------
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 1e6
+
+
+def precision_report(examples: list[dict[str, list[int]]], train_steps: int = 2,
+                     variants: Iterable[tuple[str, str]] = (("none", "float32"), ("none", "bfloat16"),
+                                                            ("nf4", "float32"), ("nf4", "bfloat16")),
+                     settings: LoraSettings | None = None) -> list[dict[str, Any]]:
+    """For each (quantization, dtype): the model's weight memory, the process memory after loading,
+    the answer-token loss against float32 (the error quantisation adds), and the seconds per LoRA
+    training step. Each variant is loaded fresh; measured on this CPU, not taken from papers."""
+    import gc
+
+    import torch
+
+    settings = settings or LoraSettings()
+    rows, reference = [], None
+    for quantization, dtype in variants:
+        gc.collect()
+        before = _rss_mb()
+        t0 = time.perf_counter()
+        base = load_base(quantization, dtype)
+        load_s = time.perf_counter() - t0
+        weights_mb = base.get_memory_footprint() / 1e6
+        loss = completion_loss(base, examples)
+        if reference is None:
+            reference = loss
+        model = peft_model(LoraSettings(**{**asdict(settings), "quantization": quantization, "dtype": dtype}), base)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
+        times = []
+        for k in range(train_steps):
+            ex = examples[k % len(examples)]
+            t0 = time.perf_counter()
+            model.train()
+            out = model(input_ids=torch.tensor([ex["input_ids"]]), labels=torch.tensor([ex["labels"]]))
+            out.loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - t0)
+        rows.append({"quantization": quantization, "dtype": dtype, "weights_mb": weights_mb,
+                     "rss_growth_mb": _rss_mb() - before, "load_s": load_s, "answer_loss": loss,
+                     "loss_vs_fp32": loss - reference, "step_s": min(times),
+                     "tokens": len(examples[0]["input_ids"])})
+        del model, base, opt
+        gc.collect()
+    return rows
+
+
+# ---- the shipped run -----------------------------------------------------------------------------
+def default_run_dir() -> Path:
+    from ..paths import efsora_home
+
+    return efsora_home() / "finetuning" / "lora_runs"
+
+
+def write_card(out_dir: Path, settings: LoraSettings, log: TrainLog, data_report: dict | None,
+               adapter: dict[str, Any]) -> Path:
+    """``README.md`` beside the adapter: what it is, how it was trained, what it measured."""
+    curve = "\n".join(f"| {s} | {v:.4f} |" for s, v in log.val_curve())
+    lines = [
+        f"# {ADAPTER_MODEL_ID}: a LoRA adapter for SmolLM2-135M-Instruct",
+        "",
+        "Trained by `efsora finetune lora` (efsora_helpers.finetuning.llm_lora) on instruction data from",
+        "SafetyScenes ground truth (`efsora finetune llm-data`), decontaminated against chapter 2's",
+        "evaluation set. Base: the shipped Q4_1 GGUF of SmolLM2-135M-Instruct, dequantised to float32.",
+        "License: Apache-2.0 (the base model's); the data is generated by this book.",
+        "",
+        "## Settings",
+        "```json",
+        json.dumps(asdict(settings), indent=1),
+        "```",
+        "",
+        f"Adapter: {adapter['mb']:.2f} MB. Steps run: {len(log.rows)}; best step {log.best_step}; "
+        f"stopped early: {log.stopped_early}; {log.seconds_per_step:.2f} s per step on this CPU.",
+        f"Validation loss on answer tokens: {log.initial_val_loss:.4f} before, {log.best_val_loss:.4f} best "
+        f"(perplexity {math.exp(log.initial_val_loss):.2f} -> {math.exp(log.best_val_loss):.2f}).",
+        "",
+        "| step | validation loss |", "| --- | --- |", curve,
+        "",
+        "## Data",
+        "```json",
+        json.dumps(data_report or {}, indent=1),
+        "```",
+        "",
+        "## Use",
+        "`efsora_helpers.finetuning.llm_lora.load_adapter(<this folder>)`; for the fast runtime, merge",
+        "(`merge_and_unload`) and build with onnxruntime-genai's model builder, or pass the folder as",
+        "`--extra_options adapter_path=<this folder>` to the builder.",
+    ]
+    path = out_dir / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(settings: LoraSettings, data_dir: str | Path | None = None, out_dir: str | Path | None = None,
+        max_train: int | None = None, max_val: int = 64, progress: bool = True) -> dict[str, Any]:
+    """Train on the saved instruction data and ship: ``adapter/``, ``train_log.jsonl``,
+    ``metrics.json`` and ``README.md`` (the card) in ``out_dir``."""
+    import torch
+    from datasets import load_from_disk
+
+    from .llm_data import default_out_dir
+
+    threads = int(os.environ.get("OMP_NUM_THREADS") or 0)
+    if threads:
+        torch.set_num_threads(threads)
+    data_dir = Path(data_dir or default_out_dir())
+    if not (data_dir / "dataset_dict.json").exists():
+        raise FileNotFoundError(f"no instruction data in {data_dir}: run `efsora finetune llm-data` first")
+    data = load_from_disk(str(data_dir))
+    out_dir = Path(out_dir or default_run_dir() / time.strftime("%Y%m%d-%H%M%S"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_rows = list(data["train"])
+    if max_train:
+        import random
+
+        random.Random(settings.seed).shuffle(train_rows)
+        train_rows = train_rows[:max_train]
+    val_rows = shortest(data["validation"], max_val) if max_val else list(data["validation"])
+    train_ex = [encode(r, settings.max_tokens) for r in train_rows]
+    val_ex = [encode(r, settings.max_tokens) for r in val_rows]
+    model = peft_model(settings)
+    logf = open(out_dir / "train_log.jsonl", "w")
+
+    def log(row):
+        logf.write(json.dumps(row) + "\n")
+        logf.flush()
+        if progress:
+            val = f" val {row['val_loss']:.4f}" if row["val_loss"] is not None else ""
+            print(f"step {row['step']}/{settings.steps} loss {row['train_loss']:.4f}{val} ({row['seconds']:.1f} s)")
+
+    t0 = time.perf_counter()
+    tlog = train(model, train_ex, val_ex, settings, log)
+    logf.close()
+    adapter = save_adapter(model, out_dir / "adapter")
+    report_path = data_dir / "report.json"
+    data_report = json.loads(report_path.read_text()) if report_path.exists() else None
+    metrics = {"settings": asdict(settings), "train_examples": len(train_ex), "val_examples": len(val_ex),
+               "initial_val_loss": tlog.initial_val_loss, "best_val_loss": tlog.best_val_loss,
+               "best_step": tlog.best_step, "steps_run": len(tlog.rows), "stopped_early": tlog.stopped_early,
+               "seconds_per_step": tlog.seconds_per_step, "wall_s": time.perf_counter() - t0,
+               "adapter_mb": adapter["mb"], "trainable_parameters": trainable_parameters(model)}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    write_card(out_dir, settings, tlog, data_report, adapter)
+    return metrics
