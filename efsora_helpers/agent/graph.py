@@ -245,7 +245,8 @@ def run_agent(task: str, *, image: str | Path | None = None, approve: str | None
     t0 = time.perf_counter()
     if graph is None:
         graph = build_agent(llm=llm, tools=tools if tools is not None else default_tools(image),
-                            checkpointer=checkpointer, approve=approve or "auto", max_steps=max_steps, provider=provider,
+                            checkpointer=checkpointer, approve=approve or "auto", max_steps=max_steps,
+                            provider=provider,
                             recursion_limit=recursion_limit)
     thread_id = thread_id or uuid.uuid4().hex[:12]
     _remember(thread_id, graph)

@@ -73,7 +73,8 @@ _ZONE = re.compile(r"\b(zone|lane)s?\b", re.I)
 _SIGN = re.compile(r"\bsigns?\b", re.I)
 _COUNT = re.compile(r"\bhow many\b|\bcount\b|\bnumber of\b", re.I)
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?(?![\w.])")
-_COMPUTE = re.compile(r"[*×/+=]|\b(total|sum|percent(?:age)?|average|times|each|per|rate|how many (?:seconds|minutes|hours)"
+_COMPUTE = re.compile(r"[*×/+=]|\b(total|sum|percent(?:age)?|average|times|each|per|rate"
+                      r"|how many (?:seconds|minutes|hours)"
                       r"|how long|multiply|divide|plus|minus)\b|%", re.I)
 
 
@@ -553,4 +554,5 @@ def normalise_decision(value: Any) -> dict[str, Any]:
 
 
 __all__ = ["ROUTE_HELP", "ROUTE_OF", "TRUSTED_RESULTS", "Verdict", "choose_call", "choose_route", "facts_text",
-           "make_nodes", "normalise_decision", "open_routes", "question_text", "repair_arguments", "route_hint", "route_model", "route_tools", "usage"]
+           "make_nodes", "normalise_decision", "open_routes", "question_text", "repair_arguments", "route_hint",
+           "route_model", "route_tools", "usage"]

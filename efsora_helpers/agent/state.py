@@ -138,8 +138,9 @@ def initial_state(task: str, *, image: str | None = None, audio: str | None = No
     if approve not in (None, "auto", "ask", "deny"):
         raise ValueError(f"approve must be auto, ask or deny, not {approve!r}")
     return AgentState(task=task, image=str(image) if image else None, audio=str(audio) if audio else None,
-                      max_steps=int(max_steps), approve=approve, allowed_actions=None, step=0, route=None, pending_call=None,
-                      plan=[], observations=[], transcript=None, answer="", answered_at=0, limit_hit=False, verdict=None, status=None,
+                      max_steps=int(max_steps), approve=approve, allowed_actions=None, step=0, route=None,
+                      pending_call=None, plan=[], observations=[], transcript=None, answer="", answered_at=0,
+                      limit_hit=False, verdict=None, status=None,
                       trace=[], tokens={"input": 0, "output": 0})
 
 
