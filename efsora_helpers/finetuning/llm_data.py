@@ -492,20 +492,24 @@ def split_by_scene(scene_ids: Iterable[str], val_fraction: float, seed: int) -> 
     return set(ids[:max(1, round(len(ids) * val_fraction))])
 
 
-def prepare(rows: list[dict[str, Any]], val_fraction: float = 0.1, seed: int = 0, num_proc: int | None = None):
+def prepare(rows: list[dict[str, Any]], val_fraction: float = 0.1, seed: int = 0, num_proc: int | None = None,
+            progress: bool = False):
     """Raw rows -> a ``DatasetDict`` (train, validation) and a :class:`DataReport` of what each
     stage removed: chat template, quality filters, exact dedup, decontamination, split by scene."""
     import time
 
     from datasets import Dataset, DatasetDict
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar
 
+    (enable_progress_bar if progress else disable_progress_bar)()
     t0 = time.perf_counter()
     ref = eval_reference()
     removed: dict[str, int] = {}
     ds = Dataset.from_list(rows)
     n0 = len(ds)
     ds = ds.map(render_row, num_proc=num_proc)
-    ds = ds.map(lambda r: {"quality": quality_problems(r)})
+    # strings, not lists: an all-empty first batch would type a list column as list<null>
+    ds = ds.map(lambda r: {"quality": "; ".join(quality_problems(r))})
     n = len(ds)
     ds = ds.filter(lambda r: not r["quality"])
     removed["quality"] = n - len(ds)
@@ -520,7 +524,7 @@ def prepare(rows: list[dict[str, Any]], val_fraction: float = 0.1, seed: int = 0
     n = len(ds)
     ds = ds.filter(first)  # single process: the set is shared
     removed["duplicates"] = n - len(ds)
-    ds = ds.map(lambda r: {"contamination": contamination(r, ref)})
+    ds = ds.map(lambda r: {"contamination": "; ".join(contamination(r, ref))})
     n = len(ds)
     ds = ds.filter(lambda r: not r["contamination"])
     removed["decontamination"] = n - len(ds)
@@ -548,7 +552,7 @@ def build_instruction_data(out_dir: Path | None = None, fresh_scenes: int = 0, v
     prepare_offline_environment()
     scenes = shipped_source_scenes() + (fresh_source_scenes(fresh_scenes, progress=True) if fresh_scenes else [])
     rows = generate_examples(scenes, per_kind=per_kind, seed=seed)
-    data, report = prepare(rows, val_fraction=val_fraction, seed=seed)
+    data, report = prepare(rows, val_fraction=val_fraction, seed=seed, progress=True)
     out_dir = Path(out_dir or default_out_dir())
     data.save_to_disk(str(out_dir))
     report.out_dir = str(out_dir)
