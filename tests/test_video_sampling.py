@@ -82,3 +82,24 @@ def test_decode_refuses_a_file_that_is_not_a_video(tmp_path):
     for backend in ("pyav", "opencv"):
         with pytest.raises(ValueError, match="not a readable video|no video frames"):
             F.decode(bad, backend=backend, progress=False)
+
+
+class _Det:
+    def __init__(self, label, bbox):
+        self.label, self.bbox = label, bbox
+
+
+def test_first_looks_and_detector_confirmation():
+    events = [_ev(10, 1, EventKind.ENTER_ZONE, label="person"), _ev(20, 1, EventKind.EXIT_ZONE, label="person"),
+              _ev(30, 2, EventKind.OCCLUDED, label="person")]
+    looks = S.first_looks(S.fixed_stride(40, 4), events, 40)
+    assert [(e["type"], f) for e, f in looks] == [(EventKind.ENTER_ZONE, 12), (EventKind.EXIT_ZONE, 20)]  # not occluded
+    zone = [(100, 100), (200, 100), (200, 200), (100, 200)]
+    truth = (140, 60, 160, 150)  # foot point (150, 150): inside the zone
+    enter = events[0]
+    assert S.confirmed(enter, truth, [_Det("person", (141, 61, 161, 151))], zone)
+    assert not S.confirmed(enter, truth, [_Det("forklift", (141, 61, 161, 151))], zone)  # wrong class
+    assert not S.confirmed(enter, truth, [_Det("person", (141, 100, 161, 190))], zone)  # IoU too low
+    assert not S.confirmed(events[1], truth, [_Det("person", (141, 61, 161, 151))], zone)  # still inside: no exit
+    assert not S.confirmed(enter, None, [_Det("person", (141, 61, 161, 151))], zone)
+    assert S.box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)

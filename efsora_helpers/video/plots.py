@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..vocabulary import EventKind
+from ..vocabulary import EventKind, ObjectClass
 from .sampling import event_windows
 
 #: Colour of the state each event starts (matplotlib names); states not listed are not drawn.
@@ -38,9 +38,9 @@ def timeline(ax, events: list[dict], n_frames: int, fps: float, title: str = "",
                        alpha=0.9, zorder=2 if kind == EventKind.TAKE_OFF_PPE else 1)
     for t in tracks:  # no vest from the first frame: until the first put_on_ppe
         first = next((e for e in events if e["track_id"] == t), None)
-        if first is None or "vest" not in first or first["type"] == EventKind.TAKE_OFF_PPE:
+        if first is None or ObjectClass.VEST not in first or first["type"] == EventKind.TAKE_OFF_PPE:
             continue
-        if first["type"] == EventKind.PUT_ON_PPE or not first["vest"]:
+        if first["type"] == EventKind.PUT_ON_PPE or not first[ObjectClass.VEST]:
             end = next((e["frame"] for e in events if e["track_id"] == t and e["type"] == EventKind.PUT_ON_PPE),
                        n_frames)
             ax.broken_barh([(0, end / fps)], (row[t] - 0.25, 0.5), facecolors=STATE_COLOURS[EventKind.TAKE_OFF_PPE],

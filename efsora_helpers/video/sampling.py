@@ -202,3 +202,51 @@ def sweep(clips: dict[str, dict], strategy: str, values: Sequence[float], **kwar
                      "recall": hits / max(1, n_events), "events": n_events, "mean_delay_s": float(d.mean()),
                      "p90_delay_s": float(np.quantile(d, 0.9)), "select_ms_per_frame": 1000 * seconds / frames_total})
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# With the detector instead of the ground truth on the chosen frames
+# ---------------------------------------------------------------------------------------------
+
+#: Events after which the track is in view: a detector can confirm them on the next chosen frame.
+SEEN_AFTER = (EventKind.ENTER_ZONE, EventKind.EXIT_ZONE, EventKind.REAPPEARED, EventKind.ENTER_FRAME,
+              EventKind.PUT_ON_PPE, EventKind.TAKE_OFF_PPE, EventKind.NEAR_MISS)
+
+
+def first_looks(chosen: np.ndarray, events: list[dict], n_frames: int, kinds=SEEN_AFTER) -> list[tuple[dict, int]]:
+    """(event, the first chosen frame inside its window) for each event of ``kinds`` that the choice catches."""
+    chosen = np.sort(np.asarray(chosen))
+    out = []
+    for w in event_windows(events, n_frames):
+        if w.event["type"] not in kinds:
+            continue
+        i = np.searchsorted(chosen, w.start)
+        if i < len(chosen) and chosen[i] < w.end:
+            out.append((w.event, int(chosen[i])))
+    return out
+
+
+def box_iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def confirmed(event: dict, truth_box, detections, zone=None, min_iou: float = 0.5) -> bool:
+    """Whether ``detections`` (objects with ``label`` and ``bbox``) on the frame where the event is
+    first looked at show what the event says: a box of the track's class over its ground-truth box
+    (IoU >= ``min_iou``) and, for a zone entry or exit, that box's foot point (bottom centre) inside
+    or outside ``zone``. ``truth_box`` None (the track is not in the ground truth there): False."""
+    if truth_box is None:
+        return False
+    best = max((d for d in detections if d.label == event["label"]), key=lambda d: box_iou(d.bbox, truth_box),
+               default=None)
+    if best is None or box_iou(best.bbox, truth_box) < min_iou:
+        return False
+    if event["type"] in (EventKind.ENTER_ZONE, EventKind.EXIT_ZONE) and zone is not None:
+        x1, _, x2, y2 = best.bbox
+        inside = cv2.pointPolygonTest(np.asarray(zone, np.float32), ((x1 + x2) / 2, y2), False) >= 0
+        return inside == (event["type"] == EventKind.ENTER_ZONE)
+    return True
