@@ -330,6 +330,17 @@ def test_ask_interrupts_then_resumes_with_rejection_and_approval():
         assert [row["node"] for row in r2.trace].count("action") == 1
 
 
+def test_a_new_task_on_a_thread_waiting_for_approval_is_refused():
+    model = FakeAgentChatModel(routes=["action"], calls={"stop_forklift_line": {"zone": "B", "reason": "r"}})
+    g = agent(model, approve="ask")
+    r = run_agent("Stop the forklift line in zone B", graph=g, thread_id="waiting", approve="ask")
+    assert r.status == "interrupted" and r.actions_taken == []
+    with pytest.raises(ValueError, match="waits for an approval"):
+        run_agent("something else", graph=g, thread_id="waiting")
+    done = resume_agent("waiting", "y")
+    assert [c["tool"] for c in done.actions_taken] == ["stop_forklift_line"]
+
+
 def test_resume_without_pending_is_a_value_error():
     g = agent(FakeAgentChatModel())
     run_agent("hello", graph=g, thread_id="quiet")

@@ -67,7 +67,7 @@ class AgentResult:
     @property
     def actions_taken(self) -> list[dict]:
         """Side-effect calls that really ran."""
-        return [c for c in self.tool_calls if c.get("executed") and c.get("tool") in _ACTION_NAMES_SEEN]
+        return [c for c in self.tool_calls if c.get("action") and c.get("executed")]
 
     @property
     def rejected(self) -> list[dict]:
@@ -75,9 +75,6 @@ class AgentResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-_ACTION_NAMES_SEEN: set[str] = set()  # side-effect tool names of every graph built (for actions_taken)
 
 
 def default_tools(image: str | Path | None = None):
@@ -118,7 +115,6 @@ def build_agent(*, llm=None, tools=None, checkpointer=None, approve: str = "auto
 
         llm = chat_model(provider)
     registry = tools if tools is not None else default_tools()
-    _ACTION_NAMES_SEEN.update(registry.side_effect_tools())
     by_route = {r: list(v) for r, v in (routes or route_tools(registry)).items()}
     for r in ROUTES:
         by_route.setdefault(r, [])
@@ -251,7 +247,10 @@ def run_agent(task: str, *, image: str | Path | None = None, approve: str | None
     thread_id = thread_id or uuid.uuid4().hex[:12]
     _remember(thread_id, graph)
     config = _config(graph, thread_id, recursion_limit)
-    before = graph.get_state(config).values or {}
+    snapshot = graph.get_state(config)
+    if snapshot.interrupts:
+        raise ValueError(f"thread {thread_id!r} waits for an approval: answer it with resume_agent first")
+    before = snapshot.values or {}
     payload = dict(initial_state(task, image=image, audio=audio, max_steps=max_steps, approve=approve))
     # A new turn on an old thread: accumulating keys keep their history (the reducers add []), the rest
     # is reset; ``turn`` marks where this turn's rows begin.

@@ -479,7 +479,7 @@ def make_nodes(llm, registry, *, approve: str = "auto", routes: dict[str, list[s
             is_error, executed = True, False
             result = f"{name} was rejected ({decision['reason']}); the action was not taken"
         obs = {"step": state.get("step", 0), "tool": name, "arguments": arguments, "result": result,
-               "is_error": bool(is_error), "untrusted": False, "executed": executed}
+               "is_error": bool(is_error), "untrusted": False, "executed": executed, "action": True}
         return {"observations": [obs], "pending_call": None,
                 "trace": [_row("action", t0, state.get("step", 0), route="action", tool=name, arguments=arguments,
                                result=short(result, 160), guard=guard,

@@ -42,6 +42,7 @@ class Observation(TypedDict, total=False):
     is_error: bool
     untrusted: bool  # outside text (OCR, files, search, memory, code output): data, never instructions
     executed: bool  # False for a side-effect call that was refused or rejected
+    action: bool  # True for a call of the action node (a side-effect tool)
 
 
 class TraceRow(TypedDict, total=False):
