@@ -39,6 +39,20 @@ class ObjectClass(StrEnum):
 #: The detector's class names in class-id order, as plain strings (they go into YAML and model files).
 CLASSES: tuple[str, ...] = tuple(c.value for c in ObjectClass)
 
+
+class NewClass(StrEnum):
+    """Chapter 4's new detection task: warehouse-safety objects the shipped detector has never seen.
+    SafetyScenes draws them only when a scene is rendered with ``SceneConfig(new_classes=True)``;
+    their class ids follow the shipped six (``FINETUNE_CLASSES``)."""
+
+    FIRE_EXTINGUISHER = "fire_extinguisher"
+    SPILL = "spill"
+    SAFETY_GOGGLES = "safety_goggles"
+
+
+#: The fine-tuning task's class names in class-id order: the shipped detector's six, then the new ones.
+FINETUNE_CLASSES: tuple[str, ...] = CLASSES + tuple(c.value for c in NewClass)
+
 #: Personal protective equipment a worker must wear; a worker's ground truth has one flag per item.
 PPE: tuple[ObjectClass, ...] = (ObjectClass.HARD_HAT, ObjectClass.VEST)
 

@@ -22,8 +22,67 @@ def add_commands(sub) -> None:
 
 
 # ---- part A: the detector ------------------------------------------------------------------------
+#: ``data.DEFAULT_SIZES``, spelled here so that building the parser imports no OpenCV (a test checks).
+TASK_SIZES = {"train": 200, "val": 50, "test": 50}
+
+
 def _cv_commands(s) -> None:
     """Part A's actions (transfer learning for the detector) register here."""
+    d = s.add_parser("data", help="render the new detection task and prepare it (dedup, splits, YOLO + COCO)")
+    d.add_argument("--out", type=Path, help="output folder (default: $EFSORA_HOME/finetuning/detect-task)")
+    for split, n in TASK_SIZES.items():
+        d.add_argument(f"--{split}", type=int, default=n, help=f"{split} scenes (default {n})")
+    d.set_defaults(func=_cv_data)
+    g = s.add_parser("detect-grid", help="transfer-learning strategies x labelled-set sizes -> results CSV")
+    g.add_argument("--strategies", default="scratch,finetune_all,freeze_backbone,head_only",
+                   help="comma-separated, from: scratch, finetune_all, freeze_backbone, head_only")
+    g.add_argument("--sizes", default="25,50,100,200", help="comma-separated numbers of labelled training scenes")
+    g.add_argument("--epochs", type=int, default=30)
+    g.add_argument("--imgsz", type=int, default=640)
+    g.add_argument("--batch", type=int, default=16)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--data", type=Path, help="prepared task folder (default: $EFSORA_HOME/finetuning/detect-task)")
+    g.add_argument("--results", type=Path, help="CSV to append to (default: benchmarks/results/finetune_detect_grid.csv)")
+    g.add_argument("--init", help="start the transfer strategies from these weights instead of the shipped "
+                                  "detector (online: yolov8n.pt, the official COCO weights)")
+    g.set_defaults(func=_cv_grid)
+
+
+def _cv_data(args) -> int:
+    from ..env import setup
+    from .data import prepare
+
+    setup(quiet=True)
+    sizes = {"train": args.train, "val": args.val, "test": args.test}
+    report = prepare(args.out, sizes=sizes, progress=True)
+    print(f"{report['captures']} captures, {report['exact_duplicate_groups']} exact and "
+          f"{report['near_duplicate_groups']} near duplicate groups, removed {len(report['removed'])}; "
+          f"images per split {report['images']}; seeds in two splits: {len(report['seeds_in_two_splits'])}")
+    for check in report["cross_check"]:
+        print(f"YOLO vs COCO, {check['split']}: {check['boxes']} boxes, max corner difference {check['max_px']} px, "
+              f"{check['class_mismatches']} class mismatches")
+    return 0
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated whole numbers, not {text!r}") from None
+    if not values:
+        raise ValueError(f"no {what} given")
+    return values
+
+
+def _cv_grid(args) -> int:
+    from ..env import setup
+    from .detect_grid import run_grid
+
+    setup(quiet=True)
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    run_grid(strategies, _int_list(args.sizes, "sizes"), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
+             seed=args.seed, root=args.data, results=args.results, init=args.init)
+    return 0
 
 
 # ---- part B: the LLM -----------------------------------------------------------------------------

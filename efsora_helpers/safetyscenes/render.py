@@ -10,6 +10,12 @@ Why not trivially separable: lighting, colour temperature, blur, noise and JPEG 
 workers vary in size, pose, clothing and facing; objects overlap; and distractors share colours
 with the classes (orange rack beams, cones and shirts are not vests; yellow buckets and soft caps
 are not hard hats). Taught in ``notebooks/setup/safetyscenes.ipynb``.
+
+Chapter 4's new task (``SceneConfig(new_classes=True, night_probability=...)``) adds fire
+extinguishers, floor spills and safety goggles (``vocabulary.NewClass``) and night lighting. Every
+draw for them comes from a second generator seeded with ``[seed, 4]``, so the base scene's random
+stream is untouched: the same seed gives the same workers, forklifts and signs, and a scene rendered
+without them is byte for byte what it always was. Taught in ``notebooks/finetuning/01_dataset.ipynb``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..vocabulary import CLASSES, IN_FORKLIFT_ZONE as IN_ZONE, ObjectClass, Zone
+from ..vocabulary import CLASSES, IN_FORKLIFT_ZONE as IN_ZONE, NewClass, ObjectClass, Zone
 CLASS_ID = {name: i for i, name in enumerate(CLASSES)}
 
 SIGN_TEXTS = (
@@ -91,6 +97,9 @@ class SceneConfig:
     max_pallets: int = 4
     min_visible_fraction: float = 0.3  # an object less visible than this is not labelled
     min_visible_pixels: int = 30
+    new_classes: bool = False  # chapter 4: draw fire extinguishers, spills and safety goggles
+    night_probability: float = 0.0  # chapter 4: chance that a scene is lit at night (domain shift)
+    goggles_probability: float = 0.45  # chance that a worker wears safety goggles (new_classes only)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,6 +431,97 @@ def _cone(p: Painter, rng, foot_x, foot_y, size):
     p.paint(p.rect(foot_x - size * 0.4, foot_y - size * 0.1, foot_x + size * 0.4, foot_y), (30, 30, 30))
 
 
+EXTINGUISHER_RED = (35, 35, 205)
+SPILL_COLOURS = {"oil": (38, 42, 48), "coolant": (60, 150, 70), "water": None}  # water: darker floor
+
+
+def _extinguisher(p: Painter, rng, owner: int, x: float, bottom: float, height: float) -> None:
+    """A wall-mounted fire extinguisher: a red cylinder with a domed top, a black valve and handle,
+    a hose down its side and a white instruction label (red signs and red hard hats are the
+    distractors)."""
+    w = height * rng.uniform(0.32, 0.4)
+    top = bottom - height
+    red = _jitter(rng, EXTINGUISHER_RED, 10)
+    body = p.rect(x - w / 2, top + 0.22 * height, x + w / 2, bottom) | p.ellipse(x, top + 0.22 * height, w / 2, 0.1 * height)
+    p.paint(p.rect(x - w * 0.7, bottom - 0.45 * height, x + w * 0.7, bottom - 0.38 * height), (70, 70, 70), owner, grain=3)  # bracket
+    p.paint(body, red, owner, shade=0.3, grain=4)
+    p.paint(p.rect(x - w * 0.38, top + 0.42 * height, x + w * 0.38, top + 0.68 * height), (235, 235, 235), owner, grain=3)
+    p.paint(p.rect(x - w * 0.16, top + 0.04 * height, x + w * 0.16, top + 0.16 * height), (25, 25, 25), owner, grain=3)
+    side = 1 if rng.random() < 0.5 else -1
+    p.paint(p.thick_line((x, top + 0.04 * height), (x + side * w * 0.6, top), max(2, 0.05 * height)), (25, 25, 25), owner)
+    hose_x = x + side * (w / 2 + 0.05 * height)
+    p.paint(p.thick_line((x + side * w * 0.1, top + 0.1 * height), (hose_x, top + 0.2 * height), max(2, 0.05 * height)),
+            (20, 20, 20), owner)
+    p.paint(p.thick_line((hose_x, top + 0.2 * height), (hose_x, bottom - 0.15 * height), max(2, 0.05 * height)),
+            (20, 20, 20), owner)
+
+
+def _spill(p: Painter, rng, owner: int, cx: float, cy: float, size: float, floor_colour) -> str:
+    """A liquid spill on the floor: overlapping flattened blobs (perspective) with glossy highlights.
+    The floor's own low-contrast stains are the distractors. Returns the liquid."""
+    liquid = _pick(rng, list(SPILL_COLOURS))
+    colour = SPILL_COLOURS[liquid] or tuple(c * 0.72 for c in floor_colour)
+    m = p.blank()
+    for _ in range(int(rng.integers(3, 7))):
+        ax = size * rng.uniform(0.25, 0.6)
+        m |= p.ellipse(cx + rng.normal(0, size * 0.35), cy + rng.normal(0, size * 0.08), ax, ax * rng.uniform(0.22, 0.35),
+                       rng.uniform(-10, 10))
+    p.paint(m, _jitter(rng, colour, 6), owner, shade=-0.1, grain=3)
+    for _ in range(int(rng.integers(1, 4))):  # specular highlights: a liquid reflects the ceiling lights
+        hx, hy = cx + rng.normal(0, size * 0.25), cy + rng.normal(0, size * 0.05)
+        glint = p.ellipse(hx, hy, size * rng.uniform(0.05, 0.14), size * 0.025) & m
+        p.paint(glint.astype(np.uint8), (225, 225, 220), owner, shade=0.0, grain=5)
+    return liquid
+
+
+def _goggles(p: Painter, rng, owner: int, worker_owner: int, cx: float, foot_y: float, h: float, facing: str) -> bool:
+    """Safety goggles at eye level on a worker drawn by ``_worker`` (same geometry). From behind
+    only the strap shows, painted as the worker's; returns whether the goggles themselves are drawn."""
+    top = foot_y - h
+    head_r, eye_y = 0.065 * h, top + 0.085 * h + 0.008 * h
+    frame = (28, 28, 28)
+    lens = _jitter(rng, _pick(rng, [(235, 215, 170), (190, 190, 185), (240, 225, 200)]), 6)
+    band_h = max(2.0, 0.034 * h)
+    if facing == "back":
+        p.paint(p.rect(cx - head_r * 0.95, eye_y - band_h * 0.25, cx + head_r * 0.95, eye_y + band_h * 0.25), frame, worker_owner)
+        return False
+    if facing == "front":
+        x1, x2 = cx - head_r * 0.88, cx + head_r * 0.88
+    else:  # profile: the lens sits on the side the worker faces
+        d = 1 if facing == "right" else -1
+        x1, x2 = sorted((cx + d * head_r * 0.95, cx - d * head_r * 0.15))
+    outer = p.rect(x1, eye_y - band_h / 2, x2, eye_y + band_h / 2)
+    p.paint(outer, frame, owner, grain=3)
+    inset = max(1.0, band_h * 0.22)
+    if facing == "front":
+        for a, b in ((x1 + inset, cx - inset / 2), (cx + inset / 2, x2 - inset)):
+            p.paint(p.rect(a, eye_y - band_h / 2 + inset, b, eye_y + band_h / 2 - inset) & outer, lens, owner, shade=0.3, grain=4)
+    else:
+        p.paint(p.rect(x1 + inset, eye_y - band_h / 2 + inset, x2 - inset, eye_y + band_h / 2 - inset) & outer, lens, owner,
+                shade=0.3, grain=4)
+    return True
+
+
+def _night(image: np.ndarray, rng, horizon: int) -> tuple[np.ndarray, dict]:
+    """Night lighting: a dark, blue-shifted frame lit by pools of light from ceiling lamps, with the
+    stronger sensor noise of a high gain. Applied after ``_post_process``."""
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ambient = rng.uniform(0.18, 0.32)
+    light = np.full((h, w), ambient, np.float32)
+    n_lamps = int(rng.integers(1, 4))
+    for _ in range(n_lamps):
+        lx, ly = rng.uniform(0.1, 0.9) * w, rng.uniform(horizon * 0.6, h * 0.8)
+        radius = rng.uniform(0.18, 0.35) * w
+        light += rng.uniform(0.5, 0.9) * np.exp(-(((xx - lx) ** 2 + ((yy - ly) * 1.6) ** 2) / (2 * radius ** 2)))
+    tint = np.array([1.15, 0.95, 0.75], np.float32) * rng.normal(1.0, 0.03, size=3).astype(np.float32)  # BGR: bluish
+    out = image.astype(np.float32) * np.minimum(light, 1.1)[..., None] * tint[None, None, :]
+    sigma = rng.uniform(5, 11)
+    out = out + rng.normal(0, sigma, size=out.shape).astype(np.float32)
+    return np.clip(out, 0, 255).astype(np.uint8), {"lighting": "night", "ambient": round(float(ambient), 3),
+                                                   "lamps": n_lamps, "night_noise_sigma": round(float(sigma), 2)}
+
+
 def _post_process(image: np.ndarray, rng) -> tuple[np.ndarray, dict]:
     h, w = image.shape[:2]
     gain = rng.uniform(0.6, 1.25)
@@ -479,6 +579,31 @@ def render_scene(seed: int, image_id: str | None = None, config: SceneConfig | N
             signs.append((sid, text, box))
             sign_spots.append((x, y))
 
+    # chapter 4's new objects behind the floor objects, from their own generator (see the module doc)
+    xr = np.random.default_rng([seed, 4]) if (cfg.new_classes or cfg.night_probability > 0) else None
+    extinguishers, spills = [], []
+    if cfg.new_classes:
+        base_rng, p.rng = p.rng, xr  # the paint grain of new objects too comes from their generator
+        sign_ids = [sid for sid, _, _ in signs]
+        for _ in range(int(xr.integers(0, 3))):
+            height = xr.uniform(30, 62)
+            bottom = horizon - xr.uniform(6, 40)
+            x = xr.uniform(0.04, 0.96) * cfg.width
+            near = p.owner[max(0, int(bottom - height) - 4):int(bottom) + 4, max(0, int(x - height)):int(x + height)]
+            if bottom - height < 4 or np.isin(near, sign_ids).any():
+                continue  # no room under the ceiling, or it would cover a sign
+            eid = ids()
+            _extinguisher(p, xr, eid, x, bottom, height)
+            extinguishers.append(eid)
+        floor_colour = tuple(float(v) for v in p.canvas[min(cfg.height - 1, horizon + 8), 2])
+        for _ in range(int(xr.integers(0, 3))):
+            spill_id = ids()
+            cy = horizon + xr.uniform(0.15, 0.95) * (cfg.height - horizon)
+            size = (30 + (cy - horizon) / (cfg.height - horizon) * 150) * xr.uniform(0.7, 1.3)
+            liquid = _spill(p, xr, spill_id, xr.uniform(0.05, 0.95) * cfg.width, cy, size, floor_colour)
+            spills.append((spill_id, liquid))
+        p.rng = base_rng
+
     # floor objects, far to near
     placements = []
     floor_span = cfg.height - horizon
@@ -496,7 +621,14 @@ def render_scene(seed: int, image_id: str | None = None, config: SceneConfig | N
         depth = (foot_y - horizon) / floor_span  # 0 at the horizon, 1 at the bottom edge
         person_h = 40 + depth * 0.62 * cfg.height
         if kind == "worker":
-            workers.append(_worker(p, rng, ids, x, foot_y, person_h * rng.uniform(0.9, 1.1)))
+            height = person_h * rng.uniform(0.9, 1.1)
+            workers.append(_worker(p, rng, ids, x, foot_y, height))
+            if cfg.new_classes and xr.random() < cfg.goggles_probability:
+                w = workers[-1]
+                gid = ids()
+                base_rng, p.rng = p.rng, xr
+                w["goggles_id"] = gid if _goggles(p, xr, gid, w["id"], x, foot_y, height, w["facing"]) else None
+                p.rng = base_rng
         elif kind == ObjectClass.FORKLIFT:
             forklifts.append(_forklift(p, rng, ids, x, foot_y, person_h * rng.uniform(1.0, 1.25)))
         elif kind == ObjectClass.PALLET:
@@ -509,9 +641,12 @@ def render_scene(seed: int, image_id: str | None = None, config: SceneConfig | N
 
     image, params = _post_process(p.canvas, rng)
     params["horizon"] = horizon
+    if xr is not None and cfg.night_probability > 0 and xr.random() < cfg.night_probability:
+        image, night = _night(image, xr, horizon)
+        params |= night
 
     # masks from the owner map; a worker owns the hat and vest they wear
-    children = {w["id"]: [c for c in (w["hat_id"], w["vest_id"]) if c] for w in workers}
+    children = {w["id"]: [c for c in (w["hat_id"], w["vest_id"], w.get("goggles_id")) if c] for w in workers}
     instances: list[Instance] = []
 
     def add(owner_id, label, attributes, parts=()):
@@ -541,6 +676,8 @@ def render_scene(seed: int, image_id: str | None = None, config: SceneConfig | N
             add(w["hat_id"], ObjectClass.HARD_HAT, {"worn_by": worn_by})
         if w["vest_id"]:
             add(w["vest_id"], ObjectClass.VEST, {"worn_by": worn_by})
+        if w.get("goggles_id"):
+            add(w["goggles_id"], NewClass.SAFETY_GOGGLES, {"worn_by": worn_by})
     for f in forklifts:
         in_zone = cv2.pointPolygonTest(zone_poly, f["foot"], False) >= 0
         add(f["id"], ObjectClass.FORKLIFT, {"carrying_pallet": f["carrying_pallet"], "facing": f["facing"],
@@ -549,6 +686,10 @@ def render_scene(seed: int, image_id: str | None = None, config: SceneConfig | N
             add(f["pallet_id"], ObjectClass.PALLET, {"on_forklift": True})
     for pid in pallets:
         add(pid, ObjectClass.PALLET, {"on_forklift": False})
+    for eid in extinguishers:
+        add(eid, NewClass.FIRE_EXTINGUISHER, {"mount": "wall"})
+    for spill_id, liquid in spills:
+        add(spill_id, NewClass.SPILL, {"liquid": liquid})
     text_regions = []
     for sid, text, box in signs:
         x1, y1, x2, y2 = (int(round(v)) for v in box)
