@@ -22,7 +22,8 @@ STATE_NAMES = {EventKind.ENTER_ZONE: "in the forklift zone", EventKind.OCCLUDED:
 
 def timeline(ax, events: list[dict], n_frames: int, fps: float, title: str = "", tracks=None) -> None:
     """One row per track: bars for the states the events start (zone, hidden, out of view, vest off)
-    and a marker per near miss. A worker without a vest from the first frame is red from 0."""
+    and a marker per near miss. A track out of view, or a worker without a vest, from the first frame
+    has its bar from 0."""
     tracks = sorted({e["track_id"] for e in events}) if tracks is None else tracks
     row = {t: i for i, t in enumerate(tracks)}
     for w in event_windows(events, n_frames):
@@ -36,6 +37,12 @@ def timeline(ax, events: list[dict], n_frames: int, fps: float, title: str = "",
         ax.broken_barh([(w.start / fps, (w.end - w.start) / fps)], (row[t] - height / 2, height),
                        facecolors=STATE_COLOURS[kind], edgecolor="grey" if kind == EventKind.EXIT_FRAME else "none",
                        alpha=0.9, zorder=2 if kind == EventKind.TAKE_OFF_PPE else 1)
+    for t in tracks:  # out of view from the first frame: until the first enter_frame
+        edge = next((e for e in events if e["track_id"] == t and e["type"] in (EventKind.ENTER_FRAME, EventKind.EXIT_FRAME)),
+                    None)
+        if edge is not None and edge["type"] == EventKind.ENTER_FRAME:
+            ax.broken_barh([(0, edge["frame"] / fps)], (row[t] - 0.4, 0.8), facecolors=STATE_COLOURS[EventKind.EXIT_FRAME],
+                           edgecolor="grey", alpha=0.9, zorder=1)
     for t in tracks:  # no vest from the first frame: until the first put_on_ppe
         first = next((e for e in events if e["track_id"] == t), None)
         if first is None or ObjectClass.VEST not in first or first["type"] == EventKind.TAKE_OFF_PPE:
