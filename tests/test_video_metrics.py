@@ -80,3 +80,40 @@ def test_perfect_tracking_scores_one_and_an_id_swap_costs_idf1_more_than_mota():
     clear, ident = M.clear_mot(gt, M.by_frame(swapped)), M.identity(gt, M.by_frame(swapped))
     assert clear["num_switches"] == 2 and clear["num_misses"] == clear["num_false_positives"] == 0
     assert 1 - clear["mota"] < 1 - ident["idf1"]
+
+
+def _trackeval_hota(gt: M.Rows, hyp: M.Rows) -> dict:
+    from trackeval.metrics import HOTA
+
+    frames = sorted(set(gt) | set(hyp))
+    g_ids = sorted({r[0] for rows in gt.values() for r in rows})
+    h_ids = sorted({r[0] for rows in hyp.values() for r in rows})
+    data = {"gt_ids": [], "tracker_ids": [], "similarity_scores": [], "num_gt_ids": len(g_ids),
+            "num_tracker_ids": len(h_ids), "num_gt_dets": sum(map(len, gt.values())),
+            "num_tracker_dets": sum(map(len, hyp.values())), "num_timesteps": len(frames)}
+    for f in frames:
+        g, h = gt.get(f, []), hyp.get(f, [])
+        data["gt_ids"].append(np.array([g_ids.index(r[0]) for r in g], int))
+        data["tracker_ids"].append(np.array([h_ids.index(r[0]) for r in h], int))
+        sim = 1 - np.nan_to_num(_distances(g, h), nan=1.0)  # IoU where >= 0.5 ...
+        full = np.zeros((len(g), len(h)))
+        for i, (_, a1, b1, a2, b2) in enumerate(g):  # ... and below it too: HOTA sweeps every threshold
+            for j, (_, c1, d1, c2, d2) in enumerate(h):
+                inter = max(0.0, min(a2, c2) - max(a1, c1)) * max(0.0, min(b2, d2) - max(b1, d1))
+                full[i, j] = inter / ((a2 - a1) * (b2 - b1) + (c2 - c1) * (d2 - d1) - inter)
+        assert np.allclose(sim[sim > 0], full[sim > 0])
+        data["similarity_scores"].append(full)
+    return HOTA().eval_sequence(data)
+
+
+@pytest.mark.parametrize("name,seed", [("busy_aisle", 0), ("leave_and_return", 2)])
+def test_hota_equals_trackeval(name, seed):
+    pytest.importorskip("trackeval")
+    mot = F.mot_rows(name)
+    gt, hyp = M.by_frame(mot), M.by_frame(_perturb(mot, seed))
+    ours, ref = M.hota(gt, hyp), _trackeval_hota(gt, hyp)
+    np.testing.assert_allclose(ours["hota_per_alpha"], ref["HOTA"], atol=1e-9)
+    np.testing.assert_allclose(ours["deta_per_alpha"], ref["DetA"], atol=1e-9)
+    np.testing.assert_allclose(ours["assa_per_alpha"], ref["AssA"], atol=1e-9)
+    assert 0.3 < ours["hota"] < 0.95
+    assert M.hota(gt, gt)["hota"] == pytest.approx(1.0)

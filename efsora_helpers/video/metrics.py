@@ -115,3 +115,70 @@ def identity(gt: Rows, hyp: Rows, min_iou: float = 0.5) -> dict:
     return {"idf1": 2 * idtp / (n_gt + n_hyp) if n_gt + n_hyp else float("nan"),
             "idp": idtp / n_hyp if n_hyp else float("nan"), "idr": idtp / n_gt if n_gt else float("nan"),
             "idtp": idtp, "idfp": n_hyp - idtp, "idfn": n_gt - idtp}
+
+
+#: HOTA's localisation thresholds: 0.05, 0.10, ..., 0.95.
+ALPHAS = np.arange(0.05, 0.99, 0.05)
+_EPS = np.finfo(float).eps
+
+
+def hota(gt: Rows, hyp: Rows) -> dict:
+    """HOTA (Luiten et al., 2021): at each IoU threshold alpha, DetA = TP / (TP + FN + FP) and
+    AssA = the mean, over true-positive matches c, of TPA(c) / (TPA(c) + FNA(c) + FPA(c)), where
+    TPA counts the frames in which c's ground-truth id and track id are matched, FNA the other
+    frames of that ground-truth id and FPA the other frames of that track id; HOTA(alpha) =
+    sqrt(DetA * AssA), and HOTA is its mean over :data:`ALPHAS`.
+
+    Matching per frame maximises IoU weighted by how well the two ids align over the whole video
+    (their soft overlap count over the union of their frames), so a frame is matched to the track
+    that follows the object, not only to the box that happens to fit best, as in the paper."""
+    g_ids = sorted({r[0] for rows in gt.values() for r in rows})
+    h_ids = sorted({r[0] for rows in hyp.values() for r in rows})
+    gi_of, hi_of = {g: i for i, g in enumerate(g_ids)}, {h: j for j, h in enumerate(h_ids)}
+    frames = sorted(set(gt) | set(hyp))
+    per_frame = []
+    overlap = np.zeros((len(g_ids), len(h_ids)))
+    g_count, h_count = np.zeros(len(g_ids)), np.zeros(len(h_ids))
+    for f in frames:
+        g_rows, h_rows = gt.get(f, []), hyp.get(f, [])
+        gi = np.array([gi_of[r[0]] for r in g_rows], int)
+        hi = np.array([hi_of[r[0]] for r in h_rows], int)
+        sim = iou_matrix([r[1:] for r in g_rows], [r[1:] for r in h_rows]) if len(gi) and len(hi) \
+            else np.zeros((len(gi), len(hi)))
+        per_frame.append((gi, hi, sim))
+        if len(gi) and len(hi):  # each IoU shared out among the competing boxes of both sides
+            denom = sim.sum(0)[None, :] + sim.sum(1)[:, None] - sim
+            soft = np.where(denom > _EPS, sim / np.where(denom > _EPS, denom, 1), 0.0)
+            overlap[np.ix_(gi, hi)] += soft
+        g_count[gi] += 1
+        h_count[hi] += 1
+    union = g_count[:, None] + h_count[None, :] - overlap
+    alignment = np.where(union > 0, overlap / np.where(union > 0, union, 1), 0.0)
+
+    n = len(ALPHAS)
+    tp, fn, fp, loc = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    together = np.zeros((n, len(g_ids), len(h_ids)))
+    for gi, hi, sim in per_frame:
+        if not len(gi) or not len(hi):
+            fn += len(gi)
+            fp += len(hi)
+            continue
+        rows, cols = linear_sum_assignment(-(alignment[np.ix_(gi, hi)] * sim))
+        for a, alpha in enumerate(ALPHAS):
+            ok = sim[rows, cols] >= alpha - _EPS
+            r, c = rows[ok], cols[ok]
+            tp[a] += len(r)
+            fn[a] += len(gi) - len(r)
+            fp[a] += len(hi) - len(r)
+            loc[a] += sim[r, c].sum()
+            np.add.at(together[a], (gi[r], hi[c]), 1)
+    ass_a = np.zeros(n)
+    for a in range(n):
+        m = together[a]
+        per_pair = m / np.maximum(1, g_count[:, None] + h_count[None, :] - m)  # TPA / (TPA + FNA + FPA)
+        ass_a[a] = (m * per_pair).sum() / max(1.0, tp[a])  # averaged over true positives
+    det_a = tp / np.maximum(1, tp + fn + fp)
+    per_alpha = np.sqrt(det_a * ass_a)
+    return {"hota": float(per_alpha.mean()), "deta": float(det_a.mean()), "assa": float(ass_a.mean()),
+            "loca": float((np.maximum(1e-10, loc) / np.maximum(1e-10, tp)).mean()),
+            "hota_per_alpha": per_alpha, "deta_per_alpha": det_a, "assa_per_alpha": ass_a}
