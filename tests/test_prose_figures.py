@@ -17,7 +17,7 @@ from efsora_helpers.book import toc_notebooks
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 #: Chapters whose notebooks follow the convention (a chapter joins when its prose is glued).
-CHECKED = ("setup", "perception", "reasoner")
+CHECKED = ("setup", "perception", "reasoner", "agent", "finetuning", "video")
 
 #: Decimals that are not this run's measurements, per notebook, with the reason.
 ALLOWED = {
