@@ -176,3 +176,29 @@ def test_a_few_lora_steps_lower_the_validation_loss(base_model, short_examples):
     model = peft_model(settings, copy.deepcopy(base_model))
     log = train(model, short_examples[:2], short_examples[2:], settings)
     assert log.best_val_loss < log.initial_val_loss
+
+
+@pytest.mark.slow
+def test_lora_command_ships_adapter_log_and_card(rows, scratch_dir):
+    from efsora_helpers.cli import main
+
+    data, _ = d.prepare(rows, val_fraction=0.2, seed=0)
+    data.save_to_disk(str(scratch_dir / "data"))
+    (scratch_dir / "data" / "report.json").write_text(json.dumps({"counts": {"train": len(data["train"])}}))
+    code = main(["finetune", "lora", "--data", str(scratch_dir / "data"), "--out", str(scratch_dir / "run"),
+                 "--steps", "1", "--grad-accum", "1", "--warmup", "1", "--eval-every", "1", "--max-train", "1",
+                 "--max-val", "1", "--max-tokens", "256"])
+    assert code == 0
+    run = scratch_dir / "run"
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps_run"] == 1 and metrics["adapter_mb"] < 5
+    assert "smollm2-135m-warehouse" in (run / "README.md").read_text()
+    assert len((run / "train_log.jsonl").read_text().splitlines()) == 1
+
+
+def test_lora_command_without_data_is_one_line_error(tmp_path, capsys):
+    from efsora_helpers.cli import main
+
+    assert main(["finetune", "lora", "--data", str(tmp_path / "missing")]) == 2
+    assert "efsora finetune llm-data" in capsys.readouterr().err

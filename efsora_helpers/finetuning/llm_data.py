@@ -558,6 +558,8 @@ def build_instruction_data(out_dir: Path | None = None, fresh_scenes: int = 0, v
     report.out_dir = str(out_dir)
     (out_dir / "report.json").write_text(json.dumps(
         {"counts": report.counts, "removed": report.removed, "examples": report.examples,
+         "tokens": {name: {"prompt": int(sum(part["prompt_tokens"])), "completion": int(sum(part["completion_tokens"]))}
+                    for name, part in data.items()},
          "seconds": round(report.seconds, 1), "fresh_scenes": fresh_scenes, "per_kind": per_kind, "seed": seed},
         indent=1) + "\n")
     return report
