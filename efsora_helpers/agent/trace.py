@@ -127,25 +127,36 @@ def draw_graph(graph, ax=None, *, title: str | None = None):
                                     fc=colour.get(n, "#e7f1ff"), ec="#333333", lw=1.0, zorder=2))
         ax.text(x, y, label, ha="center", va="center", fontsize=9, zorder=3)
         boxes[n] = (x, y, w, h)
+    xs_all = [p[0] for p in pos.values()]
+    left, right = min(xs_all) - 1.0, max(xs_all) + 1.0
+    channels = {"left": 0, "right": 0}
     for src, dst, conditional in edges:
         if src not in pos or dst not in pos:
             continue
         (x1, y1), (x2, y2) = pos[src], pos[dst]
-        back = y2 > y1 + 0.01  # an edge that goes up the page: the loop back to the planner
-        if back:
-            # leave from the box's left side and come back around on the left
-            start, end = (x1 - 0.62, y1), (x2 - 0.62, y2)
-            style = "arc3,rad=-0.35"
-        else:
-            start = (x1, y1 - 0.25 if y2 < y1 else y1)
-            end = (x2, y2 + 0.25 if y2 < y1 else y2)
-            style = "arc3,rad=0.0" if abs(x2 - x1) > 0.01 or abs(y2 - y1) > 0.01 else "arc3,rad=0.5"
-        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=11, lw=0.9,
-                                     ls="--" if conditional else "-", color="#1f4e79" if conditional else "#333333",
-                                     connectionstyle=style, zorder=1))
+        ls = "--" if conditional else "-"
+        colour_e = "#1f4e79" if conditional else "#333333"
+        arrow = dict(arrowstyle="-|>", mutation_scale=11, lw=0.9, ls=ls, color=colour_e)
+        rows_apart = round((y1 - y2) / 1.25)
+        if rows_apart == 1 or (rows_apart == -1 and abs(x1 - x2) > 2.5):
+            # neighbouring rows (or speech's short way back): a straight or gently bent arrow
+            down = y2 < y1
+            start = (x1, y1 - 0.25) if down else (x1 + (0.3 if x2 > x1 else -0.3), y1 + 0.25)
+            end = (x2, y2 + 0.25) if down else (x2 - 0.62 if x1 < x2 else x2 + 0.62, y2)
+            ax.add_patch(FancyArrowPatch(start, end, connectionstyle="arc3,rad=0.0" if down else "arc3,rad=-0.3",
+                                         zorder=1, **arrow))
+            continue
+        # Skips a row, or goes back up: run along a side channel, outside every box.
+        side = "right" if y2 > y1 else "left"
+        channels[side] += 1
+        cx = (right if side == "right" else left) + (0.22 if side == "right" else -0.22) * (channels[side] - 1)
+        sx = x1 + (0.62 if side == "right" else -0.62)
+        ex = x2 + (0.62 if side == "right" else -0.62)
+        ax.plot([sx, cx, cx], [y1, y1, y2], ls=ls, color=colour_e, lw=0.9, zorder=1)
+        ax.add_patch(FancyArrowPatch((cx, y2), (ex, y2), zorder=1, **arrow))
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
-    ax.set_xlim(min(xs) - 1.4, max(xs) + 1.0)
+    ax.set_xlim(min(xs) - 1.8, max(xs) + 1.8)
     ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
     ax.set_aspect("equal")
     ax.axis("off")
