@@ -529,7 +529,16 @@ def make_nodes(llm, registry, *, approve: str = "auto", routes: dict[str, list[s
     def respond(state: AgentState) -> dict:
         t0 = time.perf_counter()
         status = "step_limit" if state.get("limit_hit") else "done"
-        return {"status": status, "trace": [_row("respond", t0, state.get("step", 0), result=status)]}
+        out: dict[str, Any] = {"status": status}
+        # What happened to each action is stated from the action log, not left to the model: the
+        # 135M reasoner reports a rejected line stop as done (notebooks/agent/06_approval.ipynb).
+        notes = [f"{o['tool']} was taken" if o.get("executed") else str(o.get("result"))
+                 for o in state.get("observations") or [] if o.get("action")]
+        if notes:
+            answer = (state.get("answer") or "").strip()
+            out["answer"] = (answer + "\n\n" if answer else "") + "Actions (from the action log): " + "; ".join(notes) + "."
+        out["trace"] = [_row("respond", t0, state.get("step", 0), result=status)]
+        return out
 
     nodes = {"planner": planner, "speech": speech, "action": action, "reasoner": reasoner,
              "evaluator": evaluator, "respond": respond}

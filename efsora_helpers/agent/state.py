@@ -104,7 +104,7 @@ NODE_IO: dict[str, tuple[list[str], list[str]]] = {
     "action": (["pending_call", "allowed_actions", "approve"], ["observations", "pending_call", "trace"]),
     "reasoner": (["task", "transcript", "observations"], ["answer", "answered_at", "trace", "tokens"]),
     "evaluator": (["task", "route", "answer", "observations", "allowed_actions"], ["verdict", "trace", "tokens"]),
-    "respond": (["limit_hit"], ["status", "trace"]),
+    "respond": (["limit_hit", "answer", "observations"], ["status", "answer", "trace"]),
 }
 
 # Side-effect tools and the words in a *user's task* that request them. Deliberately plain and
