@@ -29,6 +29,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field, create_model
 
+from ..vocabulary import ObjectClass, Zone
 from .state import ROUTES, AgentState, allowed_actions_for
 
 # The tool names of the warehouse registry, by route. A tool the map does not know goes to the
@@ -83,8 +84,8 @@ def _is_calculation(task: str) -> bool:
     return len(_NUMBER.findall(IMAGE_IN_TASK.sub(" ", task))) >= 2 and bool(_COMPUTE.search(task))
 _REMEMBER = re.compile(r"\bremember (?:that|this)\b|\bnote that\b", re.I)
 _RECALL = re.compile(r"\b(recall|what did i (?:tell|ask)|earlier note|you remember)\b", re.I)
-_CLASS_WORDS = {"person": r"people|persons?|workers?|pedestrians?", "forklift": r"forklifts?",
-                "pallet": r"pallets?", "sign": r"signs?"}
+_CLASS_WORDS = {ObjectClass.PERSON: r"people|persons?|workers?|pedestrians?", ObjectClass.FORKLIFT: r"forklifts?",
+                ObjectClass.PALLET: r"pallets?", ObjectClass.SIGN: r"signs?"}
 
 
 def _ids(observation: dict) -> list[int]:
@@ -126,14 +127,14 @@ def route_hint(state: AgentState, by_route: dict[str, list[str]]) -> tuple[str, 
             if _PPE.search(task):
                 wants.append(("check_ppe", {}))
             if _ZONE.search(task):
-                cls = "person" if re.search(_CLASS_WORDS["person"], task, re.I) else None
-                wants.append(("objects_in_zone", {"zone": "forklift_zone", **({"class_name": cls} if cls else {})}))
+                cls = ObjectClass.PERSON if re.search(_CLASS_WORDS[ObjectClass.PERSON], task, re.I) else None
+                wants.append(("objects_in_zone", {"zone": Zone.FORKLIFT_ZONE, **({"class_name": cls} if cls else {})}))
             if _SIGN.search(task) and not _COUNT.search(task):
                 # the sign ids come from count_objects(sign); then the text near each (up to 3)
                 counted = [o for o in obs[perceived[-1] + 1:] if o.get("tool") == "count_objects"
-                           and (o.get("arguments") or {}).get("class_name") == "sign"]
+                           and (o.get("arguments") or {}).get("class_name") == ObjectClass.SIGN]
                 if not counted:
-                    wants.append(("count_objects", {"class_name": "sign"}))
+                    wants.append(("count_objects", {"class_name": ObjectClass.SIGN}))
                 else:
                     read = {(o.get("arguments") or {}).get("object_id") for o in obs[perceived[-1] + 1:]
                             if o.get("tool") == "read_text_near"}
