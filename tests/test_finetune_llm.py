@@ -202,3 +202,27 @@ def test_lora_command_without_data_is_one_line_error(tmp_path, capsys):
 
     assert main(["finetune", "lora", "--data", str(tmp_path / "missing")]) == 2
     assert "efsora finetune llm-data" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fast_runtime_serves_the_adapter_baked_in(base_model, scratch_dir):
+    """onnxruntime-genai built with the adapter gives PEFT's logits and greedy text (~30-60 s build)."""
+    import copy
+
+    import torch
+
+    from efsora_helpers.finetuning.llm_lora import LoraSettings, build_ort_with_adapter, ort_agreement, peft_model, save_adapter
+
+    torch.manual_seed(0)
+    model = peft_model(LoraSettings(rank=8, dropout=0.0), copy.deepcopy(base_model), init_lora_weights=False)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(0.5)  # random but not wild: it changes the answer
+    save_adapter(model, scratch_dir / "adapter")
+    ort_dir = build_ort_with_adapter(scratch_dir / "adapter", scratch_dir / "ort")
+    prompt = d.tokenizer().apply_chat_template([{"role": "user", "content": "How many forklifts are there?"}],
+                                               tokenize=False, add_generation_prompt=True)
+    r = ort_agreement(model, ort_dir, prompt, new_tokens=12)
+    assert r["max_abs_logit_diff_peft_vs_base"] > 0.5  # the adapter matters...
+    assert r["max_abs_logit_diff_ort_vs_peft"] < 1e-3 and r["same_greedy_tokens"]  # ...and ORT applies it

@@ -462,3 +462,78 @@ def run(settings: LoraSettings, data_dir: str | Path | None = None, out_dir: str
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     write_card(out_dir, settings, tlog, data_report, adapter)
     return metrics
+
+
+# ---- the fast runtime ----------------------------------------------------------------------------
+def build_ort_with_adapter(adapter_dir: str | Path, out_dir: str | Path, precision: str = "fp32",
+                           timeout_s: int = 900) -> Path:
+    """An onnxruntime-genai model with a PEFT adapter baked in at build time.
+
+    onnxruntime-genai's model builder takes ``--extra_options adapter_path=<peft folder>`` and
+    writes the LoRA A and B matrices as extra MatMuls beside each target weight (B pre-scaled by
+    ``alpha/r``). Run-time swapping (``og.Adapters``) needs ``.onnx_adapter`` files instead, which
+    this builder does not write. The builder runs offline in a subprocess on the dequantised HF
+    folder, as ``llm/ort_runtime.py`` does (same ``architectures`` fix)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from ..llm.local import dequantised_dir
+
+    out_dir = Path(out_dir)
+    src = out_dir.with_name(out_dir.name + ".hf")
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    hf = dequantised_dir()
+    for f in hf.iterdir():
+        if f.name != "config.json":
+            (src / f.name).symlink_to(f)
+    config = json.loads((hf / "config.json").read_text())
+    config["architectures"] = ["LlamaForCausalLM"]
+    (src / "config.json").write_text(json.dumps(config, indent=2))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(src), "-o", str(out_dir),
+           "-p", precision, "-e", "cpu", "-c", str(src / "cache"), "--extra_options",
+           f"adapter_path={Path(adapter_dir).resolve()}"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+    shutil.rmtree(src, ignore_errors=True)
+    if done.returncode != 0 or not (out_dir / "genai_config.json").exists():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"the onnxruntime-genai builder failed with the adapter: {tail[0]}")
+    return out_dir
+
+
+def ort_agreement(model, ort_dir: str | Path, prompt: str, new_tokens: int = 24) -> dict[str, Any]:
+    """The PEFT model and the ORT model built with its adapter, on one prompt: last-position logit
+    difference (and the adapter's own effect on the logits, for scale) and the greedy texts."""
+    import numpy as np
+    import onnxruntime_genai as og
+    import torch
+
+    from .llm_data import tokenizer
+
+    tok = tokenizer()
+    ids = tok(prompt, add_special_tokens=False).input_ids
+    ort = og.Model(str(ort_dir))
+    params = og.GeneratorParams(ort)
+    params.set_search_options(max_length=len(ids) + new_tokens, do_sample=False)
+    gen = og.Generator(ort, params)
+    gen.append_tokens(np.array([ids], dtype=np.int32))
+    ort_logits = np.array(gen.get_logits())[0, -1]
+    ort_out: list[int] = []
+    while not gen.is_done() and len(ort_out) < new_tokens:
+        gen.generate_next_token()
+        ort_out.append(int(gen.get_next_tokens()[0]))
+    model.eval()
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        peft_logits = model(x).logits[0, -1].numpy()
+        peft_out = model.generate(x, max_new_tokens=new_tokens, do_sample=False)[0, len(ids):].tolist()
+        with model.disable_adapter():
+            base_logits = model(x).logits[0, -1].numpy()
+            base_out = model.generate(x, max_new_tokens=new_tokens, do_sample=False)[0, len(ids):].tolist()
+    n = min(len(ort_out), len(peft_out))
+    return {"max_abs_logit_diff_ort_vs_peft": float(np.abs(ort_logits - peft_logits).max()),
+            "max_abs_logit_diff_peft_vs_base": float(np.abs(peft_logits - base_logits).max()),
+            "same_greedy_tokens": ort_out[:n] == peft_out[:n], "tokens_compared": n,
+            "ort_text": tok.decode(ort_out), "peft_text": tok.decode(peft_out), "base_text": tok.decode(base_out)}
