@@ -226,3 +226,18 @@ def test_fast_runtime_serves_the_adapter_baked_in(base_model, scratch_dir):
     r = ort_agreement(model, ort_dir, prompt, new_tokens=12)
     assert r["max_abs_logit_diff_peft_vs_base"] > 0.5  # the adapter matters...
     assert r["max_abs_logit_diff_ort_vs_peft"] < 1e-3 and r["same_greedy_tokens"]  # ...and ORT applies it
+
+
+@pytest.mark.slow
+def test_chapter_2_reasoner_runs_on_the_adapted_model(base_model, scratch_dir):
+    import copy
+
+    from efsora_helpers.finetuning.llm_lora import LoraSettings, adapted_client, peft_model, save_adapter
+    from efsora_helpers.reasoner import VisualReasoner
+    from efsora_helpers.reasoner.evaluation import evaluate
+
+    save_adapter(peft_model(LoraSettings(rank=4), copy.deepcopy(base_model)), scratch_dir / "adapter")
+    client = adapted_client(scratch_dir / "adapter", cache_dir=scratch_dir / "cache")
+    assert client.label == "local/smollm2-135m-warehouse"
+    answers = evaluate(lambda: VisualReasoner(client), load_eval_set()[:2], progress=False)
+    assert all(a.valid and a.error is None for a in answers)

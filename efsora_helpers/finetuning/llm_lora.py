@@ -537,3 +537,59 @@ def ort_agreement(model, ort_dir: str | Path, prompt: str, new_tokens: int = 24)
             "max_abs_logit_diff_peft_vs_base": float(np.abs(peft_logits - base_logits).max()),
             "same_greedy_tokens": ort_out[:n] == peft_out[:n], "tokens_compared": n,
             "ort_text": tok.decode(ort_out), "peft_text": tok.decode(peft_out), "base_text": tok.decode(base_out)}
+
+
+def adapter_runtime(adapter_dir: str | Path, precision: str = "fp32", threads: int | None = None,
+                    cache_dir: str | Path | None = None):
+    """The onnxruntime-genai runtime with ``adapter_dir`` baked in, built once into
+    ``$EFSORA_HOME/cache/llm/`` (keyed by the adapter's sha256 and the precision); the same
+    ``generate``/``render`` interface as the base runtime (``llm.ort_runtime.RuntimeModel``)."""
+    import hashlib
+    import threading
+
+    import onnxruntime_genai as og
+
+    from ..assets import sha256_of
+    from ..llm.local import MODEL_ID
+    from ..llm.ort_runtime import RuntimeModel
+    from ..paths import efsora_home
+    from .llm_data import tokenizer
+
+    adapter_dir = Path(adapter_dir)
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"no adapter_model.safetensors in {adapter_dir}")
+    key = hashlib.sha256((sha256_of(weights)[0] + (adapter_dir / "adapter_config.json").read_text()).encode()).hexdigest()
+    out = Path(cache_dir or efsora_home() / "cache" / "llm") / f"{ADAPTER_MODEL_ID}-{key[:12]}-ortgenai{og.__version__}-{precision}"
+    if not (out / "genai_config.json").exists():
+        build_ort_with_adapter(adapter_dir, out, precision)
+    runtime = RuntimeModel.__new__(RuntimeModel)  # RuntimeModel.__init__ builds the base model; reuse the rest
+    config = og.Config(str(out))
+    threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0)
+    if threads:
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+    runtime.path, runtime.precision = out, precision
+    runtime.model = og.Model(config)
+    runtime.tokenizer = tokenizer()
+    runtime.load_s = 0.0
+    runtime.name = MODEL_ID
+    runtime.context_window = int(json.loads((out / "genai_config.json").read_text())["model"]["context_length"])
+    runtime.eos_ids = runtime.stop_token_ids()
+    runtime._lock = threading.Lock()
+    return runtime
+
+
+def adapted_client(adapter_dir: str | Path, precision: str = "fp32", cache_dir: str | Path | None = None):
+    """An ``LLMClient`` on the local provider whose model carries the adapter: chapter 2's
+    reasoner and evaluation run on it unchanged (same prompts, same constrained decoding). Its
+    label reads ``local/smollm2-135m-warehouse``. For a like-for-like comparison, evaluate the base
+    model at the same precision (``EFSORA_LLM_PRECISION``)."""
+    from ..llm.client import LLMClient
+    from ..llm.local_provider import LocalProvider
+
+    provider = LocalProvider.__new__(LocalProvider)  # LocalProvider.__init__ loads the base runtime
+    provider.model_id, provider.repetition_penalty = ADAPTER_MODEL_ID, 1.1
+    provider.llm = adapter_runtime(adapter_dir, precision, cache_dir=cache_dir)
+    client = LLMClient("local", adapter=provider)
+    client.model = ADAPTER_MODEL_ID  # the catalog's price entry (free) stays the base model's
+    return client
