@@ -1,7 +1,7 @@
 """Multi-object tracking metrics from their definitions: CLEAR MOT (MOTA, MOTP, ID switches) and the
 identity metrics (IDF1, IDP, IDR), checked against ``motmetrics`` in ``tests/test_video_metrics.py``
 as chapter 1 checks mAP against pycocotools. For the tracking notebook of chapter 5
-(``notebooks/video/``); HOTA is still to come.
+(``notebooks/video/``), and HOTA (:func:`hota`), checked against TrackEval.
 
 Input: per frame, the ground-truth and the tracker's ``(id, x1, y1, x2, y2)`` rows
 (:func:`by_frame` builds them from MOTChallenge rows). A ground-truth box and a hypothesis *match*
