@@ -140,5 +140,5 @@ def test_grid_runs_a_tiny_transfer_and_writes_a_row(tmp_path):
     with results.open() as f:
         (row,) = list(csv.DictReader(f))
     assert list(row) == FIELDS and row["strategy"] == "head_only" and row["freeze"] == "22"
-    assert 0.0 <= float(row["map50"]) <= 1.0 and float(row["s_per_epoch"]) > 0
+    assert 0.0 <= float(row["map50"]) <= 1.0 and float(row["train_s_per_epoch"]) > 0
     json.dumps(rows)
