@@ -15,12 +15,14 @@ if not (detections_root() / f"{NAME}_det.txt").exists():
     pytest.skip("no cached detections (python -m efsora_helpers.video.detect)", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def runs():
-    gt_rows = F.mot_rows(NAME)
+@pytest.fixture(scope="module", params=[NAME, "busy_aisle"])  # busy_aisle: where an early MOTA was 2 switches off
+def runs(request):
+    gt_rows = F.mot_rows(request.param)
     gt = M.by_frame(gt_rows[gt_rows[:, 7] == 1])  # workers
-    det = read_detections(NAME)
-    return gt, {kind: T.track(kind, det, F.meta(NAME)["frames"]) for kind in ("bytetrack", "sort")}
+    det = read_detections(request.param)
+    kwargs = {"high_conf_det_threshold": 0.5, "track_activation_threshold": 0.5}
+    return gt, {kind: T.track(kind, det, F.meta(request.param)["frames"], **(kwargs if kind == "bytetrack" else {}))
+                for kind in ("bytetrack", "sort")}
 
 
 def test_trackers_give_ids_to_the_workers(runs):

@@ -7,8 +7,10 @@ Input: per frame, the ground-truth and the tracker's ``(id, x1, y1, x2, y2)`` ro
 (:func:`by_frame` builds them from MOTChallenge rows). A ground-truth box and a hypothesis *match*
 in a frame when their IoU is at least ``min_iou`` (0.5, MOTChallenge's threshold).
 
-* **CLEAR MOT** (Bernardin and Stiefelhagen, 2008). Frame by frame: a correspondence from the
-  previous frame is kept while its boxes still match; the remaining objects are paired by the
+* **CLEAR MOT** (Bernardin and Stiefelhagen, 2008). Frame by frame: each object's last
+  correspondence is kept while its boxes still match (also after frames in which the object was
+  missed: motmetrics' reading, which the first version here got wrong by looking only at the
+  previous frame, two switches off on a real ByteTrack run); the remaining objects are paired by the
   Hungarian algorithm on the cost 1 - IoU (as many pairs as possible, then the smallest total
   cost). A ground-truth object matched to a different track id than the last time it was matched
   is an *ID switch*. Unmatched ground truth: misses (FN); unmatched hypotheses: false positives.
@@ -55,7 +57,6 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def clear_mot(gt: Rows, hyp: Rows, min_iou: float = 0.5) -> dict:
     """MOTA, MOTP and their counts (see the module docstring)."""
     last_match: dict[int, int] = {}  # gt id -> the hypothesis id it was last matched to
-    previous: dict[int, int] = {}  # matches in the previous frame
     n_gt = fn = fp = idsw = 0
     cost_sum, n_match = 0.0, 0
     for f in sorted(set(gt) | set(hyp)):
@@ -65,11 +66,11 @@ def clear_mot(gt: Rows, hyp: Rows, min_iou: float = 0.5) -> dict:
         iou = iou_matrix([r[1:] for r in g_rows], [r[1:] for r in h_rows]) if g_rows and h_rows else np.zeros((len(g_rows), len(h_rows)))
         valid = iou >= min_iou
         matches: dict[int, int] = {}  # gt index -> hyp index
-        for gi, g in enumerate(g_ids):  # keep last frame's correspondences that still hold
-            h = previous.get(g)
+        for gi, g in enumerate(g_ids):  # keep each object's last correspondence while it still holds
+            h = last_match.get(g)
             if h is not None and h in h_ids:
                 hi = h_ids.index(h)
-                if valid[gi, hi]:
+                if valid[gi, hi] and hi not in matches.values():
                     matches[gi] = hi
         free_g = [i for i in range(len(g_ids)) if i not in matches]
         free_h = [j for j in range(len(h_ids)) if j not in matches.values()]
@@ -88,7 +89,6 @@ def clear_mot(gt: Rows, hyp: Rows, min_iou: float = 0.5) -> dict:
         n_match += len(matches)
         fn += len(g_ids) - len(matches)
         fp += len(h_ids) - len(matches)
-        previous = {g_ids[gi]: h_ids[hi] for gi, hi in matches.items()}
     return {"mota": 1 - (fn + fp + idsw) / n_gt if n_gt else float("nan"),
             "motp": cost_sum / n_match if n_match else float("nan"),
             "num_objects": n_gt, "num_matches": n_match, "num_misses": fn, "num_false_positives": fp,
