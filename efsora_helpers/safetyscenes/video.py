@@ -94,8 +94,8 @@ Across library versions the video bytes may change; the ground-truth files never
 Decoded frames differ from ``Clip.frames`` by the lossy compression (and the sensor noise it
 smooths away), never in geometry.
 
-Taught in ``notebooks/setup/safetyscenes.ipynb``; used in chapter 5 (keyframes, ByteTrack,
-MOTA/IDF1, zone alerts, temporal summaries).
+Taught in ``notebooks/setup/safetyscenes.ipynb`` and ``notebooks/video/01_frames.ipynb``; used in
+chapter 5 (keyframes, ByteTrack, MOTA/IDF1, zone alerts, temporal summaries).
 """
 
 from __future__ import annotations

@@ -108,11 +108,13 @@ def identity(gt: Rows, hyp: Rows, min_iou: float = 0.5) -> dict:
             together[gi_of[g_rows[a][0]], hi_of[h_rows[b][0]]] += 1
     n_gt = sum(len(r) for r in gt.values())
     n_hyp = sum(len(r) for r in hyp.values())
-    idtp = 0.0
+    idtp, pairs = 0.0, {}
     if together.size:
         rows, cols = linear_sum_assignment(-together)
         idtp = float(together[rows, cols].sum())
-    return {"idf1": 2 * idtp / (n_gt + n_hyp) if n_gt + n_hyp else float("nan"),
+        pairs = {h_ids[c]: g_ids[r] for r, c in zip(rows, cols) if together[r, c] > 0}
+    return {"pairs": pairs,  # track id -> the ground-truth id it stands for
+            "idf1": 2 * idtp / (n_gt + n_hyp) if n_gt + n_hyp else float("nan"),
             "idp": idtp / n_hyp if n_hyp else float("nan"), "idr": idtp / n_gt if n_gt else float("nan"),
             "idtp": idtp, "idfp": n_hyp - idtp, "idfn": n_gt - idtp}
 

@@ -1,0 +1,43 @@
+"""Track-level zone events: debounced, dated to the first frame of the new state, and scored by worker
+and time; on the ground-truth boxes they reproduce the generator's zone timeline."""
+
+import pytest
+
+from efsora_helpers.video import events as E
+from efsora_helpers.video import frames as F
+from efsora_helpers.video import metrics as M
+from efsora_helpers.vocabulary import EventKind, Zone
+
+ZONE = [(100, 0), (200, 0), (200, 300), (100, 300)]
+
+
+def _track(xs, tid=7):
+    """One 20-pixel-wide box per frame, foot point at x (frames 1-based)."""
+    return {f + 1: [(tid, x - 10, 50, x + 10, 100)] for f, x in enumerate(xs)}
+
+
+def test_entries_are_debounced_and_dated_to_the_first_frame_inside():
+    xs = [50] * 5 + [150, 50] + [150] * 6 + [50] * 4  # a one-frame flicker at frame 5, in from frame 7
+    ev = E.zone_events(_track(xs), ZONE, fps=10, min_frames=3)
+    assert [(e["type"], e["frame"]) for e in ev] == [(EventKind.ENTER_ZONE, 7), (EventKind.EXIT_ZONE, 13)]
+    assert ev[0]["time_s"] == 0.7
+
+
+def test_matching_needs_the_right_worker_and_time():
+    truth = [{"frame": 7, "time_s": 0.7, "track_id": 3, "type": EventKind.ENTER_ZONE}]
+    pred = [{"frame": 9, "time_s": 0.9, "track_id": 7, "type": EventKind.ENTER_ZONE}]
+    assert E.match_events(pred, truth, {7: 3})["recall"] == 1.0
+    assert E.match_events(pred, truth, {7: 3})["mean_abs_error_s"] == pytest.approx(0.2)
+    assert E.match_events(pred, truth, {7: 4})["recall"] == 0.0  # the right time, the wrong worker
+    assert E.match_events(pred, truth, {7: 3}, tolerance_s=0.1)["recall"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["busy_aisle", "vest_off_near_miss"])
+def test_ground_truth_boxes_reproduce_the_generators_zone_events(name):
+    rows = F.mot_rows(name)
+    gt = M.by_frame(rows[rows[:, 7] == 1])
+    ids = {int(i) for i in rows[:, 1]}
+    predicted = E.zone_events(gt, F.zones(name)[Zone.FORKLIFT_ZONE], fps=15)
+    score = E.match_events(predicted, F.events(name), {i: i for i in ids}, tolerance_s=0.5)
+    assert score["precision"] == score["recall"] == 1.0
+    assert score["mean_abs_error_s"] < 0.15
