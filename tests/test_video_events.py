@@ -41,3 +41,25 @@ def test_ground_truth_boxes_reproduce_the_generators_zone_events(name):
     score = E.match_events(predicted, F.events(name), {i: i for i in ids}, tolerance_s=0.5)
     assert score["precision"] == score["recall"] == 1.0
     assert score["mean_abs_error_s"] < 0.15
+
+
+def test_who_at_names_the_worker_under_the_track_box():
+    gt = {8: [(3, 0, 0, 10, 10), (4, 50, 50, 60, 60)]}
+    tracks = {8: [(77, 51, 50, 61, 60)]}
+    assert E.who_at(gt, tracks, {"frame": 7, "track_id": 77}) == 4
+    assert E.who_at(gt, tracks, {"frame": 6, "track_id": 77}) is None
+
+
+@pytest.mark.parametrize("name", ["vest_on_in_lane", "vest_off_near_miss"])
+def test_the_running_question_on_true_tracks_with_detected_vests(name):
+    """Who entered the forklift zone without a vest, and when: true tracks, the detector's vests."""
+    from efsora_helpers.video.detect import detections_root, read_detections
+
+    if not (detections_root() / f"{name}_det.txt").exists():
+        pytest.skip("no cached detections")
+    rows = F.mot_rows(name)
+    gt = M.by_frame(rows[rows[:, 7] == 1])
+    truth = [e for e in F.events(name) if e["type"] == EventKind.ENTER_ZONE and not e["vest"]]
+    found = E.entries_without_vest(gt, read_detections(name), F.zones(name)[Zone.FORKLIFT_ZONE], fps=15)
+    score = E.match_events(found, truth, {int(i): int(i) for i in rows[:, 1]}, tolerance_s=1.0)
+    assert truth and score["recall"] == 1.0 and score["precision"] == 1.0
