@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import repo_root
+from ..vocabulary import ObjectClass, Zone
 
-KINDS = ("count", "ppe", "zone", "sign", "report", "handbook", "calculation", "file", "injection")
+KINDS = ("count", "ppe", "zone", ObjectClass.SIGN.value, "report", "handbook", "calculation", "file", "injection")
 SIDE_EFFECT_TOOLS = ("write_file", "stop_forklift_line", "send_incident_report")
 NUMBER_WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve".split())}
@@ -96,14 +97,14 @@ def _inside(point: tuple[float, float], polygon: list[list[float]]) -> bool:
     return inside
 
 
-def pallets_in_zone(scene_id: str, zone: str = "forklift_zone") -> int:
+def pallets_in_zone(scene_id: str, zone: str = Zone.FORKLIFT_ZONE) -> int:
     """Pallets whose foot point (bottom centre of the box) stands inside ``zone`` (ground truth)."""
     g = _scene(scene_id).ground_truth
     polygon = g["zones"].get(zone)
     if not polygon:
         return 0
     return sum(_inside(((o["bbox"][0] + o["bbox"][2]) / 2, o["bbox"][3]), polygon)
-               for o in g["objects"] if o["label"] == "pallet")
+               for o in g["objects"] if o["label"] == ObjectClass.PALLET)
 
 
 def resolve_truth(spec: Any) -> Any:
