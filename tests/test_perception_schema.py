@@ -34,8 +34,8 @@ def test_exported_schema_files_are_current(file):
     assert json.loads(committed)["$id"].endswith(f"/{name}/{SCHEMA_VERSION}.json")
 
 
-def test_version_is_1_1_and_the_examples_are_written_with_it():
-    assert SCHEMA_VERSION == "1.1.0"
+def test_version_is_1_2_and_the_examples_are_written_with_it():
+    assert SCHEMA_VERSION == "1.2.0"
     assert len(EXAMPLES) == 4
     for path in EXAMPLES:
         assert load_result(path).schema_version == SCHEMA_VERSION
@@ -51,7 +51,7 @@ def test_files_written_as_1_0_0_still_load(path):
     result = load_result(path)
     assert result.schema_version == "1.0.0"
     assert result.safety is None or result.safety.rule_violations == []
-    # and the 1.1.0 JSON Schema accepts them as they are
+    # and the current JSON Schema accepts them as they are
     jsonschema.validate(json.loads(path.read_text()), json.loads(schema_text()))
 
 

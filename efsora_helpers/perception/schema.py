@@ -11,6 +11,8 @@ Version 1.1.0 added, all optional so 1.0.0 files still load: typed violations
 evidence, box, beside the 1.0.0 sentences) and the video types chapters 5 and 6 stream and store:
 :class:`FrameResult` (one frame's objects with track ids and its safety summary), :class:`Track`,
 :class:`TrackEvent` (enter/exit zone, occlusion, violation start/end) and :class:`VideoResult`.
+Version 1.2.0 added three event kinds for chapter 5's long clips: ``put_on_ppe``, ``take_off_ppe``
+(a worker puts on or takes off a vest) and ``near_miss`` (a worker close to a moving forklift).
 Rule and event names come from :mod:`efsora_helpers.vocabulary`.
 
 Taught in ``notebooks/perception/05_engine.ipynb``.
@@ -34,7 +36,7 @@ from ..vocabulary import EventKind, Rule
 
 SCHEMA_NAME = "efsora-perception"
 # Semantic versioning: a new optional field is a minor bump, a renamed or removed field a major one.
-SCHEMA_VERSION = "1.1.0"
+SCHEMA_VERSION = "1.2.0"
 SCHEMA_MAJOR = SCHEMA_VERSION.split(".")[0]
 
 
