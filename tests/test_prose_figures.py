@@ -55,6 +55,13 @@ ALLOWED = {
         "1.0",  # a sampling temperature (a setting)
         "4.5", "4.6",  # Claude model versions (Sonnet 4.5/4.6, Haiku 4.5)
     },
+    "notebooks/finetuning/04_instruction_data.ipynb": {
+        "2005.14165", "2107.06499", "2305.11206",  # arXiv identifiers of the papers cited
+    },
+    "notebooks/finetuning/05_lora.ipynb": {
+        "2106.09685", "2305.14314", "2104.08691",  # arXiv identifiers of the papers cited
+        "0.37",  # QLoRA paper: bits per parameter double quantisation saves (Dettmers et al. 2023)
+    },
     "notebooks/reasoner/06_injection_and_cost.ipynb": {
         "4.5", "4.6", "2.5",  # model versions (Claude 4.5/4.6, Gemini 2.5)
     },
