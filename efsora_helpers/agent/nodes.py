@@ -127,14 +127,15 @@ def route_hint(state: AgentState, by_route: dict[str, list[str]]) -> tuple[str, 
             if _PPE.search(task):
                 wants.append(("check_ppe", {}))
             if _ZONE.search(task):
-                cls = ObjectClass.PERSON if re.search(_CLASS_WORDS[ObjectClass.PERSON], task, re.I) else None
-                wants.append(("objects_in_zone", {"zone": Zone.FORKLIFT_ZONE, **({"class_name": cls} if cls else {})}))
+                cls = ObjectClass.PERSON.value if re.search(_CLASS_WORDS[ObjectClass.PERSON], task, re.I) else None
+                zone_args = {"zone": Zone.FORKLIFT_ZONE.value, **({"class_name": cls} if cls else {})}
+                wants.append(("objects_in_zone", zone_args))
             if _SIGN.search(task) and not _COUNT.search(task):
                 # the sign ids come from count_objects(sign); then the text near each (up to 3)
                 counted = [o for o in obs[perceived[-1] + 1:] if o.get("tool") == "count_objects"
                            and (o.get("arguments") or {}).get("class_name") == ObjectClass.SIGN]
                 if not counted:
-                    wants.append(("count_objects", {"class_name": ObjectClass.SIGN}))
+                    wants.append(("count_objects", {"class_name": ObjectClass.SIGN.value}))
                 else:
                     read = {(o.get("arguments") or {}).get("object_id") for o in obs[perceived[-1] + 1:]
                             if o.get("tool") == "read_text_near"}
@@ -537,7 +538,8 @@ def make_nodes(llm, registry, *, approve: str = "auto", routes: dict[str, list[s
                  for o in state.get("observations") or [] if o.get("action")]
         if notes:
             answer = (state.get("answer") or "").strip()
-            out["answer"] = (answer + "\n\n" if answer else "") + "Actions (from the action log): " + "; ".join(notes) + "."
+            log = "Actions (from the action log): " + "; ".join(notes) + "."
+            out["answer"] = (answer + "\n\n" if answer else "") + log
         out["trace"] = [_row("respond", t0, state.get("step", 0), result=status)]
         return out
 
