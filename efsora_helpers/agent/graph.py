@@ -300,7 +300,7 @@ def thread_db() -> Path:
     return path
 
 
-def _ask(pending: dict, stdin=None, stdout=None) -> dict:
+def ask_on_terminal(pending: dict, stdin=None, stdout=None) -> dict:
     """Show one pending action and read y/n; no input (EOF) rejects."""
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stderr
@@ -343,7 +343,7 @@ def cli_run(args) -> int:
             result = run_agent(args.task, image=image, approve=approve, thread_id=thread_id, max_steps=max_steps,
                                graph=graph)
         while result.status == "interrupted" and result.pending:
-            result = resume_agent(thread_id, _ask(result.pending), graph=graph)
+            result = resume_agent(thread_id, ask_on_terminal(result.pending), graph=graph)
         return result
 
     if thread:

@@ -23,7 +23,6 @@ result's ``answered_by`` says so. Taught in ``notebooks/agent/09_voice.ipynb``.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import wave
 from dataclasses import asdict, dataclass, field
@@ -80,20 +79,6 @@ def _spoken(text: str, max_words: int = MAX_SPOKEN_WORDS) -> str:
     return cut[:end + 1] if end > len(cut) // 3 else cut + "."
 
 
-def ask_on_terminal(pending: dict, stdin=None, stdout=None) -> dict:
-    """Show a pending side-effect action and read y/n from standard input (no answer: rejected)."""
-    stdin = stdin or sys.stdin
-    stdout = stdout or sys.stderr
-    print(f"approve {pending.get('tool')}({json.dumps(pending.get('arguments', {}))})? [y/N] ", end="",
-          file=stdout, flush=True)
-    try:
-        line = stdin.readline() if stdin is not None and not stdin.closed else ""
-    except (OSError, ValueError):
-        line = ""
-    approved = line.strip().lower() in {"y", "yes"}
-    return {"approved": approved, "reason": "approved on the terminal" if approved else "not approved on the terminal"}
-
-
 def answer_question(question: str, *, provider: str | None = None, approve: str = "deny",
                     max_steps: int = 8, ask_fn=None) -> tuple[str, str, str, list[dict]]:
     """``(answer, answered_by, status, trace)`` from the agent, or a plain chat model stand-in.
@@ -103,7 +88,7 @@ def answer_question(question: str, *, provider: str | None = None, approve: str 
     by default y/n on the terminal; the wait counts in the agent's stage).
     """
     try:
-        from efsora_helpers.agent.graph import resume_agent, run_agent
+        from efsora_helpers.agent.graph import ask_on_terminal, resume_agent, run_agent
     except ImportError:
         run_agent = None
     if run_agent is not None:
