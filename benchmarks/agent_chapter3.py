@@ -308,7 +308,6 @@ def bench_agent(task_ids: list[str], rounds: int, cold: Cold, tmp: Path) -> dict
 # -------------------------------------------------------------------------------------- 5. voice
 def bench_voice(clip_ids: list[str], rounds: int, cold: Cold, tmp: Path, refs: dict[str, str],
                 done: set[str]) -> dict:
-    from efsora_helpers.agent.graph import run_agent
     from efsora_helpers.agent.search import default_index
     from efsora_helpers.agent.tools import warehouse_tools
     from efsora_helpers.agent.voice import asr, roundtrip as rt, tts
@@ -335,15 +334,8 @@ def bench_voice(clip_ids: list[str], rounds: int, cold: Cold, tmp: Path, refs: d
         """roundtrip.answer_question(question, provider="local", approve="deny"), on a temp workspace."""
         counter["n"] += 1
         ws = tmp / f"voice-{counter['n']}"
-        result = run_agent(question, approve="deny", provider="local", max_steps=VOICE_MAX_STEPS,
-                           tools=warehouse_tools(ws, search=index))
-        answer = result.answer or ""
-        if result.status == "interrupted" and result.pending:
-            tool = result.pending.get("tool") if isinstance(result.pending, dict) else result.pending
-            answer = f"I need your approval before I run {tool}. Ask again with approval."
-        trace = [{"node": row.get("node"), "tool": row.get("tool"), "seconds": row.get("seconds")}
-                 for row in (result.trace or []) if isinstance(row, dict)]
-        return answer, "run_agent", result.status, trace
+        return rt.answer_question(question, provider="local", approve="deny", max_steps=VOICE_MAX_STEPS,
+                                  tools=warehouse_tools(ws, search=index))
 
     speech = REPO / "data" / "safetyscenes" / "speech"
     rt.ask(speech / f"{clip_ids[0]}.wav", out=tmp / "voice-warmup.wav", provider="local", agent=agent)  # warm-up

@@ -80,19 +80,21 @@ def _spoken(text: str, max_words: int = MAX_SPOKEN_WORDS) -> str:
 
 
 def answer_question(question: str, *, provider: str | None = None, approve: str = "deny",
-                    max_steps: int = 8, ask_fn=None) -> tuple[str, str, str, list[dict]]:
+                    max_steps: int = 8, ask_fn=None, tools=None) -> tuple[str, str, str, list[dict]]:
     """``(answer, answered_by, status, trace)`` from the agent, or a plain chat model stand-in.
 
     ``approve``: ``deny`` (default for voice: a spoken request alone never acts), ``auto``, or
     ``ask`` (each side-effect action waits for ``ask_fn(pending) -> {"approved", "reason"}``,
-    by default y/n on the terminal; the wait counts in the agent's stage).
+    by default y/n on the terminal; the wait counts in the agent's stage). ``tools``: the agent's
+    registry (default: ``warehouse_tools()`` on the user's workspace).
     """
     try:
         from efsora_helpers.agent.graph import ask_on_terminal, resume_agent, run_agent
     except ImportError:
         run_agent = None
     if run_agent is not None:
-        result = run_agent(question, approve=approve, provider=provider, max_steps=max_steps)
+        extra = {"tools": tools} if tools is not None else {}
+        result = run_agent(question, approve=approve, provider=provider, max_steps=max_steps, **extra)
         while result.status == "interrupted" and result.pending and approve == "ask":
             result = resume_agent(result.thread_id, (ask_fn or ask_on_terminal)(result.pending))
         answer = result.answer or ""
