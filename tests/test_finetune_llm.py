@@ -179,6 +179,31 @@ def test_a_few_lora_steps_lower_the_validation_loss(base_model, short_examples):
 
 
 @pytest.mark.slow
+def test_qlora_gradients_survive_a_validation_pass(short_examples):
+    """bitsandbytes repacks NF4 weights for CPU inference after an eval-mode pass; that path has no
+    backward. With the repacking left on, half the LoRA matrices got no gradient after one validation
+    pass; load_base turns it off, so the gradients equal those of a model never evaluated."""
+    import torch
+
+    from efsora_helpers.finetuning.llm_lora import LoraSettings, completion_loss, load_base, peft_model
+
+    def grads(validate_first):
+        torch.manual_seed(0)
+        model = peft_model(LoraSettings(rank=4, quantization="nf4", dropout=0.0), load_base("nf4"),
+                           init_lora_weights=False)
+        if validate_first:
+            completion_loss(model, short_examples[:1])
+        model.train()
+        ex = short_examples[1]
+        model(input_ids=torch.tensor([ex["input_ids"]]), labels=torch.tensor([ex["labels"]])).loss.backward()
+        return {k: p.grad for k, p in model.named_parameters() if p.requires_grad}
+
+    fresh, after = grads(False), grads(True)
+    assert all(g is not None for g in after.values())
+    assert max(float((fresh[k] - after[k]).abs().max()) for k in fresh) < 1e-5
+
+
+@pytest.mark.slow
 def test_lora_command_ships_adapter_log_and_card(rows, scratch_dir):
     from efsora_helpers.cli import main
 

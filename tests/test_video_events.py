@@ -63,3 +63,13 @@ def test_the_running_question_on_true_tracks_with_detected_vests(name):
     found = E.entries_without_vest(gt, read_detections(name), F.zones(name)[Zone.FORKLIFT_ZONE], fps=15)
     score = E.match_events(found, truth, {int(i): int(i) for i in rows[:, 1]}, tolerance_s=1.0)
     assert truth and score["recall"] == 1.0 and score["precision"] == 1.0
+
+
+def test_truth_timeline_as_schema_records():
+    from efsora_helpers.perception.schema import TrackEvent
+
+    for name in F.clip_names():
+        raw, records = F.events(name), F.truth_track_events(name)
+        assert len(records) == len(raw) and all(isinstance(r, TrackEvent) for r in records)
+        assert [r.kind.value for r in records] == [e["type"] for e in raw]
+        assert all(TrackEvent.model_validate_json(r.model_dump_json()) == r for r in records)

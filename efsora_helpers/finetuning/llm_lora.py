@@ -85,7 +85,27 @@ def load_base(quantization: str = "none", dtype: str = "float32"):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=_torch_dtype(dtype))
-    return AutoModelForCausalLM.from_pretrained(dequantised_dir(), **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(dequantised_dir(), **kwargs)
+    if quantization == "nf4":
+        keep_trainable_layout(model)
+    return model
+
+
+def keep_trainable_layout(model) -> int:
+    """Stop bitsandbytes from repacking NF4 weights into its CPU inference layout.
+
+    On a CPU with AVX512-BF16, bitsandbytes 0.50's ``Linear4bit`` repacks its weights the first time
+    it runs in eval mode without gradients (a validation pass). The repacked path calls an op with no
+    backward, so every later training step silently drops the gradient through the frozen base
+    weights (PyTorch only warns "autograd kernel was not registered"). Training then looks faster and
+    is wrong. Turning the repacking off keeps the dequantise-and-matmul path, which has a backward.
+    Returns how many layers were changed."""
+    n = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
 
 
 def linear_shapes(model, targets: Iterable[str] = TARGETS["all linear"]) -> dict[str, dict[str, int]]:

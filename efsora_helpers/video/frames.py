@@ -54,6 +54,21 @@ def events(name: str) -> list[dict]:
     return json.loads((clips_root() / f"{name}_events.json").read_text())
 
 
+def truth_track_events(name: str) -> list:
+    """The generator's timeline as the schema's :class:`~efsora_helpers.perception.schema.TrackEvent`
+    records (the form the pipeline's own events take), each with its sentence as ``evidence`` and
+    the rest (PPE, edge, occluder, forklift, distance) in ``details``."""
+    from ..perception.schema import TrackEvent
+
+    out = []
+    for e in events(name):
+        details = {k: v for k, v in e.items()
+                   if k not in ("frame", "time_s", "track_id", "label", "type", "zone", "text")}
+        out.append(TrackEvent(frame=e["frame"], time_s=e["time_s"], track_id=e["track_id"], label=e["label"],
+                              kind=e["type"], zone=e.get("zone"), evidence=e["text"], details=details))
+    return out
+
+
 def zones(name: str) -> dict[str, list[list[float]]]:
     return json.loads((clips_root() / f"{name}_zones.json").read_text())
 
