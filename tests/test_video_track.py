@@ -22,7 +22,7 @@ def runs(request):
     det = read_detections(request.param)
     kwargs = {"high_conf_det_threshold": 0.5, "track_activation_threshold": 0.5}
     return gt, {kind: T.track(kind, det, F.meta(request.param)["frames"], **(kwargs if kind == "bytetrack" else {}))
-                for kind in ("bytetrack", "sort")}
+                for kind in ("bytetrack", "sort", "botsort")}
 
 
 def test_trackers_give_ids_to_the_workers(runs):

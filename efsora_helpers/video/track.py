@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 
-TRACKERS = ("bytetrack", "sort", "ocsort")
+TRACKERS = ("bytetrack", "sort", "ocsort", "botsort")
 
 
 def make_tracker(kind: str, fps: float = 15.0, **kwargs):
     import trackers
 
     cls = {"bytetrack": trackers.ByteTrackTracker, "sort": trackers.SORTTracker,
-           "ocsort": trackers.OCSORTTracker}[kind]
-    if kind in ("bytetrack", "sort"):
+           "ocsort": trackers.OCSORTTracker, "botsort": trackers.BoTSORTTracker}[kind]
+    if kind in ("bytetrack", "sort", "botsort"):
         kwargs.setdefault("frame_rate", fps)
+    if kind == "botsort":
+        # BoT-SORT here is its motion part only: no ReID model (none ships offline), and no camera
+        # motion compensation, which needs the frames and a static warehouse camera does not move
+        kwargs.setdefault("enable_cmc", False)
     return cls(**kwargs)
 
 
