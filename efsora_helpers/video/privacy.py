@@ -171,9 +171,11 @@ class RetentionReport:
 @dataclass(frozen=True)
 class RetentionPolicy:
     """What the pipeline keeps. ``records_days=None``: event and track records are kept (no pixels in
-    them); blurred media (clips, alert crops) for ``media_days``; raw frames are never kept."""
+    them); blurred media (clips, alert crops) for ``media_days``; raw frames are never kept. The
+    default 3 days follows the EDPB's video guidelines (3/2019, section 8: storage beyond 72 hours
+    needs more justification); a site sets its own with its data-protection officer."""
 
-    media_days: float = 30.0
+    media_days: float = 3.0
     records_days: float | None = None
 
     def decide(self, path: Path, age_s: float) -> str:
