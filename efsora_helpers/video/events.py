@@ -103,6 +103,7 @@ def match_events(predicted: list[dict], truth: list[dict], pairs: dict[int, int]
 
 
 VEST_CLASS = 3  # 1-based class of "vest" in the detection files (the detector's class order)
+VEST = str(ObjectClass.VEST)  # the details key of a worker's vest state (as in the generator's events)
 
 
 def vest_seen(tracks: Rows, det_rows: np.ndarray, min_confidence: float = 0.25) -> dict[tuple[int, int], bool]:
@@ -317,7 +318,7 @@ class EventDetector:
             if bad and zone not in t.violation:
                 t.violation[zone] = since
                 out.append(self._event(since, t, EventKind.VIOLATION_START, f"is in the {phrase(zone)} without a vest",
-                                       zone=zone, rule=Rule.NO_VEST, details={"vest": False}))
+                                       zone=zone, rule=Rule.NO_VEST, details={VEST: False}))
             elif not bad and zone in t.violation:
                 start = t.violation.pop(zone)
                 out.append(self._event(since, t, EventKind.VIOLATION_END, f"is no longer in the {phrase(zone)} "
@@ -365,13 +366,13 @@ class EventDetector:
                     t.entered[zone] = start
                     ppe = "without a vest" if vest is False else ("wearing a vest" if vest else "(vest unknown)")
                     out.append(self._event(start, t, EventKind.ENTER_ZONE, f"enters the {phrase(zone)} {ppe}",
-                                           zone=zone, details={"vest": vest}))
+                                           zone=zone, details={VEST: vest}))
                 else:
                     entered = t.entered.pop(zone, None)
                     t.entered[zone] = None
                     dwell = round((start - entered) / self.fps, 2) if entered is not None else None
                     out.append(self._event(start, t, EventKind.EXIT_ZONE, f"leaves the {phrase(zone)}", zone=zone,
-                                           details={"dwell_s": dwell, "vest": vest,
+                                           details={"dwell_s": dwell, VEST: vest,
                                                     "in_zone_since_frame": entered if entered is not None else t.first}))
                 out += self._violations(t, frame, start)
             changes = self._vote(t, frame, vests)
@@ -414,7 +415,7 @@ class EventDetector:
                     out.append(self._event(spell["start"], w, EventKind.NEAR_MISS,
                                            f"comes within {spell['closest']:.1f} {unit} of moving forklift {fk.tid}",
                                            details={"forklift_id": fk.tid, "distance_m": round(spell["closest"], 2),
-                                                    "floor_model": self.on_floor, "vest": w.vest}))
+                                                    "floor_model": self.on_floor, VEST: w.vest}))
         return out
 
     def _expire(self, frame: int, everything: bool = False) -> list:
@@ -577,7 +578,7 @@ def truth_violations(truth: list, n_frames: int, fps: float) -> list:
             open_[tid] = (f, inside[tid])
             out.append(TrackEvent(frame=f, time_s=round(f / fps, 2), track_id=tid, label=label,
                                   kind=EventKind.VIOLATION_START, zone=inside[tid], rule=Rule.NO_VEST,
-                                  details={"vest": False}))
+                                  details={VEST: False}))
         elif not bad and tid in open_:
             close(f, tid, label)
     for tid in list(open_):
