@@ -45,7 +45,7 @@ from typing import Callable, Iterable, Iterator, Literal
 from pydantic import BaseModel, Field
 
 from ..perception.schema import TrackEvent
-from ..vocabulary import EventKind, ObjectClass, Rule, Zone, phrase
+from ..vocabulary import PPE, EventKind, ObjectClass, Rule, Zone, phrase
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
@@ -70,9 +70,9 @@ class TrackState:
 
     def apply(self, e: TrackEvent) -> None:
         self.label = e.label
-        for item in ("vest", "hard_hat"):
-            if isinstance(e.details.get(item), bool):  # the generator's events carry the worker's PPE
-                setattr(self, item, e.details[item])
+        for item in PPE:  # the generator's events carry the worker's PPE; the fields are named like the items
+            if isinstance(e.details.get(item), bool):
+                setattr(self, item.value, e.details[item])
         k = e.kind
         if k == EventKind.ENTER_ZONE and e.zone:
             self.in_zone.add(e.zone)
@@ -565,7 +565,7 @@ def incident_body(alert: Alert | dict) -> str:
              f"When: {a['first_time_s']:.1f} s to {a['last_time_s']:.1f} s of {a['source'] or 'the stream'} "
              f"(frames {a['first_frame']} to {a['last_frame']}), {a['count']} matching event(s).",
              "Action: a supervisor checks the camera and the worker; the report was written from the alert's fields."]
-    facts = {k: v for k, v in a.get("details", {}).items() if k in ("forklift_id", "min_distance_m", "hard_hat")}
+    facts = {k: v for k, v in a.get("details", {}).items() if k in ("forklift_id", "min_distance_m", ObjectClass.HARD_HAT)}
     if facts:
         lines.insert(2, "Facts: " + ", ".join(f"{phrase(k)} {v}" for k, v in sorted(facts.items())) + ".")
     return "\n".join(lines)
