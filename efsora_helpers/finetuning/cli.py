@@ -3,7 +3,8 @@
 One ``finetune`` parser; each part of the chapter adds its own actions below it:
 
 * part B (the LLM): ``efsora finetune llm-data`` builds the instruction data set
-  (:mod:`.llm_data`); ``efsora finetune lora`` trains a LoRA or QLoRA adapter (:mod:`.llm_lora`).
+  (:mod:`.llm_data`); ``efsora finetune lora`` trains a LoRA or QLoRA adapter (:mod:`.llm_lora`);
+  ``--preset`` trains a 7-8B model with QLoRA on a GPU (:mod:`.gpu_presets`).
 * part A (the detector) adds its actions in :func:`_cv_commands`.
 
 Errors a user can fix end with one line and exit code 2 (``efsora_helpers.cli.main``).
@@ -114,6 +115,11 @@ def _llm_commands(s) -> None:
     t.add_argument("--quantization", choices=("none", "nf4"), default="none", help="nf4: QLoRA")
     t.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--base", help="an HF model id (or folder) to adapt instead of the shipped SmolLM2; "
+                                  "loaded from the hub cache only")
+    t.add_argument("--preset", help="a GPU QLoRA preset (mistral-7b-qlora, llama-3-8b-qlora): sets base, LoRA, "
+                                    "optimiser and schedule; needs a CUDA GPU (book/finetuning/gpu_qlora.md)")
+    t.add_argument("--dry-run", action="store_true", help="with --preset: print the preset and its memory estimate")
     t.set_defaults(func=_lora)
 
 
@@ -127,14 +133,37 @@ def _llm_data(args) -> int:
     return 0
 
 
+def _preset_settings(args):
+    """``--preset``: the preset's settings on a CUDA GPU; without one, a one-line error (exit 2)."""
+    import dataclasses
+
+    from .gpu_presets import cuda_available, preset, summary
+
+    p = preset(args.preset)
+    if args.dry_run:
+        print("\n".join(summary(p)))
+        return None
+    if not cuda_available():
+        raise RuntimeError(f"--preset {p.name} needs a CUDA GPU and none is visible here; see "
+                           f"book/finetuning/gpu_qlora.md, or add --dry-run to print the preset")
+    print("\n".join(summary(p)))
+    settings = p.settings(seed=args.seed)
+    return dataclasses.replace(settings, base=args.base) if args.base else settings
+
+
 def _lora(args) -> int:
     from .llm_lora import TARGETS, LoraSettings, run
 
-    targets = TARGETS.get(args.targets) or tuple(x.strip() for x in args.targets.split(",") if x.strip())
-    settings = LoraSettings(rank=args.rank, alpha=args.alpha, dropout=args.dropout, targets=tuple(targets),
-                            lr=args.lr, steps=args.steps, grad_accum=args.grad_accum, warmup_steps=args.warmup,
-                            eval_every=args.eval_every, patience=args.patience, max_tokens=args.max_tokens,
-                            quantization=args.quantization, dtype=args.dtype, seed=args.seed)
+    if args.preset:
+        settings = _preset_settings(args)
+        if settings is None:
+            return 0
+    else:
+        targets = TARGETS.get(args.targets) or tuple(x.strip() for x in args.targets.split(",") if x.strip())
+        settings = LoraSettings(rank=args.rank, alpha=args.alpha, dropout=args.dropout, targets=tuple(targets),
+                                lr=args.lr, steps=args.steps, grad_accum=args.grad_accum, warmup_steps=args.warmup,
+                                eval_every=args.eval_every, patience=args.patience, max_tokens=args.max_tokens,
+                                quantization=args.quantization, dtype=args.dtype, seed=args.seed, base=args.base)
     metrics = run(settings, args.data, args.out, max_train=args.max_train, max_val=args.max_val)
     print(f"validation loss {metrics['initial_val_loss']:.4f} -> {metrics['best_val_loss']:.4f} "
           f"(best step {metrics['best_step']}), {metrics['seconds_per_step']:.1f} s/step, "

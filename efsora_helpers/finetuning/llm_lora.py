@@ -19,7 +19,9 @@ Training is a plain loop (:func:`train`): AdamW on the LoRA parameters, linear w
 decay, gradient accumulation, the loss on the answer tokens only, validation loss every few steps,
 early stopping with the best adapter kept. ``efsora finetune lora`` (:func:`run`) trains on the
 data ``efsora finetune llm-data`` wrote and ships an adapter folder (a few MB), its training log
-and a card. Taught in ``notebooks/finetuning/05_lora.ipynb``.
+and a card. Taught in ``notebooks/finetuning/05_lora.ipynb``. The same code trains a 7-8B model
+with QLoRA on a GPU (``base=`` an HF model id, paged 8-bit AdamW, gradient checkpointing): see
+``gpu_presets`` and ``book/finetuning/gpu_qlora.md``.
 """
 
 from __future__ import annotations
@@ -63,10 +65,32 @@ def _torch_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
 
-def load_base(quantization: str = "none", dtype: str = "float32"):
+def hub_missing(base: str) -> FileNotFoundError:
+    """The one-line error for a Hugging Face model id that is not in the local hub cache (the book
+    never downloads at run time)."""
+    return FileNotFoundError(f"{base} is not in the Hugging Face cache; download it first on a machine with "
+                             f"network (`hf download {base}`; gated models need `hf auth login`)")
+
+
+def base_tokenizer(base: str):
+    """The tokenizer and chat template of an HF base model, from the hub cache only."""
+    from ..env import prepare_offline_environment
+
+    prepare_offline_environment()
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(base, local_files_only=True)
+    except OSError:
+        raise hub_missing(base) from None
+
+
+def load_base(quantization: str = "none", dtype: str = "float32", base: str | None = None):
     """SmolLM2-135M-Instruct as an HF model from the shipped GGUF (dequantised once, cached).
     ``quantization="nf4"``: the linear layers in 4-bit NF4 with double quantisation (bitsandbytes),
-    computing in ``dtype``; embeddings and norms stay in ``dtype``."""
+    computing in ``dtype``; embeddings and norms stay in ``dtype``.
+    ``base``: an HF model id instead (e.g. ``mistralai/Mistral-7B-Instruct-v0.3``, see
+    ``gpu_presets``), loaded from the hub cache only and put on the GPU when there is one."""
     from ..env import prepare_offline_environment
 
     prepare_offline_environment()
@@ -85,7 +109,17 @@ def load_base(quantization: str = "none", dtype: str = "float32"):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=_torch_dtype(dtype))
-    model = AutoModelForCausalLM.from_pretrained(dequantised_dir(), **kwargs)
+    if base is None:
+        model = AutoModelForCausalLM.from_pretrained(dequantised_dir(), **kwargs)
+    else:
+        import torch
+
+        if torch.cuda.is_available():
+            kwargs["device_map"] = {"": 0}  # the whole model on one GPU; bitsandbytes quantises it there
+        try:
+            model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, **kwargs)
+        except OSError:
+            raise hub_missing(base) from None
     if quantization == "nf4":
         keep_trainable_layout(model)
     return model
@@ -152,6 +186,9 @@ class LoraSettings:
     quantization: str = "none"
     dtype: str = "float32"
     seed: int = 0
+    base: str | None = None  # an HF model id; None: the shipped SmolLM2
+    optimizer: str = "adamw"  # or "paged_adamw_8bit" (bitsandbytes, GPU)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
 
     def lora_config(self, init_lora_weights: bool = True):
         from peft import LoraConfig
@@ -167,11 +204,14 @@ def peft_model(settings: LoraSettings, base=None, init_lora_weights: bool = True
     from peft import get_peft_model
 
     torch.manual_seed(settings.seed)
-    base = base if base is not None else load_base(settings.quantization, settings.dtype)
+    base = base if base is not None else load_base(settings.quantization, settings.dtype, settings.base)
     if settings.quantization == "nf4":
         from peft import prepare_model_for_kbit_training
 
-        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=settings.gradient_checkpointing)
+    elif settings.gradient_checkpointing:
+        base.gradient_checkpointing_enable()
+        base.enable_input_require_grads()  # the frozen embeddings' output must carry a gradient for recomputation
     return get_peft_model(base, settings.lora_config(init_lora_weights))
 
 
@@ -180,15 +220,20 @@ def trainable_parameters(model) -> int:
 
 
 # ---- data ----------------------------------------------------------------------------------------
-def encode(row: dict[str, Any], max_tokens: int = 1024) -> dict[str, list[int]]:
+def encode(row: dict[str, Any], max_tokens: int = 1024, tok=None) -> dict[str, list[int]]:
     """Token ids of prompt + answer, and labels that are -100 on the prompt: the loss is on what
     the model should write, not on the facts it is given. Rows longer than ``max_tokens`` keep
-    their end (the answer)."""
+    their end (the answer). ``tok``: another base model's tokenizer; the row's messages are then
+    rendered with that model's chat template and end-of-sequence token."""
     from .llm_data import tokenizer
 
-    tok = tokenizer()
-    p = tok(row["prompt"], add_special_tokens=False).input_ids
-    c = tok(row["completion_text"], add_special_tokens=False).input_ids
+    if tok is None:
+        tok, prompt, completion = tokenizer(), row["prompt"], row["completion_text"]
+    else:
+        prompt = tok.apply_chat_template(row["messages"], tokenize=False, add_generation_prompt=True)
+        completion = row["completion"] + tok.eos_token
+    p = tok(prompt, add_special_tokens=False).input_ids
+    c = tok(completion, add_special_tokens=False).input_ids
     ids, labels = p + c, [-100] * len(p) + c
     return {"input_ids": ids[-max_tokens:], "labels": labels[-max_tokens:]}
 
@@ -206,11 +251,12 @@ def completion_loss(model, examples: list[dict[str, list[int]]]) -> float:
     import torch
 
     total, tokens = 0.0, 0
+    device = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
         for ex in examples:
-            ids = torch.tensor([ex["input_ids"]])
-            labels = torch.tensor([ex["labels"]])
+            ids = torch.tensor([ex["input_ids"]], device=device)
+            labels = torch.tensor([ex["labels"]], device=device)
             n = int((labels[:, 1:] != -100).sum())
             out = model(input_ids=ids, labels=labels)
             total += float(out.loss) * n
@@ -252,7 +298,17 @@ def train(model, train_examples: list[dict[str, list[int]]], val_examples: list[
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    device = params[0].device
+    if settings.optimizer == "paged_adamw_8bit":
+        import bitsandbytes as bnb
+
+        # 8-bit Adam states in CUDA unified memory: a quarter of AdamW's state memory, and pages
+        # that move to CPU RAM instead of failing when a long batch spikes the GPU memory.
+        opt = bnb.optim.PagedAdamW8bit(params, lr=settings.lr, weight_decay=0.0)
+    elif settings.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    else:
+        raise ValueError(f"optimizer must be 'adamw' or 'paged_adamw_8bit', got {settings.optimizer!r}")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, settings.warmup_steps, settings.steps))
     rng = random.Random(settings.seed)
     order: list[int] = []
@@ -269,7 +325,8 @@ def train(model, train_examples: list[dict[str, list[int]]], val_examples: list[
                 order = list(range(len(train_examples)))
                 rng.shuffle(order)
             ex = train_examples[order.pop()]
-            loss = model(input_ids=torch.tensor([ex["input_ids"]]), labels=torch.tensor([ex["labels"]])).loss
+            loss = model(input_ids=torch.tensor([ex["input_ids"]], device=device),
+                         labels=torch.tensor([ex["labels"]], device=device)).loss
             (loss / settings.grad_accum).backward()
             loss_sum += loss.item()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -327,11 +384,12 @@ def save_adapter(model, out_dir: str | Path) -> dict[str, Any]:
     return {"dir": str(out_dir), "files": files, "mb": sum(files.values()) / 1e6}
 
 
-def load_adapter(adapter_dir: str | Path, quantization: str = "none", dtype: str = "float32"):
+def load_adapter(adapter_dir: str | Path, quantization: str = "none", dtype: str = "float32",
+                 base: str | None = None):
     """The base model with a saved adapter on top (unmerged), for inference."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(load_base(quantization, dtype), str(adapter_dir))
+    return PeftModel.from_pretrained(load_base(quantization, dtype, base), str(adapter_dir))
 
 
 # ---- precisions ----------------------------------------------------------------------------------
@@ -396,8 +454,11 @@ def write_card(out_dir: Path, settings: LoraSettings, log: TrainLog, data_report
                adapter: dict[str, Any]) -> Path:
     """``README.md`` beside the adapter: what it is, how it was trained, what it measured."""
     curve = "\n".join(f"| {s} | {v:.4f} |" for s, v in log.val_curve())
+    title = (f"a LoRA adapter for {settings.base}" if settings.base
+             else f"{ADAPTER_MODEL_ID}: a LoRA adapter for SmolLM2-135M-Instruct")
+    where = "on the GPU" if settings.optimizer == "paged_adamw_8bit" else "on this CPU"
     lines = [
-        f"# {ADAPTER_MODEL_ID}: a LoRA adapter for SmolLM2-135M-Instruct",
+        f"# {title}",
         "",
         "Trained by `efsora finetune lora` (efsora_helpers.finetuning.llm_lora) on instruction data from",
         "SafetyScenes ground truth (`efsora finetune llm-data`), decontaminated against chapter 2's",
@@ -410,7 +471,7 @@ def write_card(out_dir: Path, settings: LoraSettings, log: TrainLog, data_report
         "```",
         "",
         f"Adapter: {adapter['mb']:.2f} MB. Steps run: {len(log.rows)}; best step {log.best_step}; "
-        f"stopped early: {log.stopped_early}; {log.seconds_per_step:.2f} s per step on this CPU.",
+        f"stopped early: {log.stopped_early}; {log.seconds_per_step:.2f} s per step {where}.",
         f"Validation loss on answer tokens: {log.initial_val_loss:.4f} before, {log.best_val_loss:.4f} best "
         f"(perplexity {math.exp(log.initial_val_loss):.2f} -> {math.exp(log.best_val_loss):.2f}).",
         "",
@@ -456,8 +517,9 @@ def run(settings: LoraSettings, data_dir: str | Path | None = None, out_dir: str
         random.Random(settings.seed).shuffle(train_rows)
         train_rows = train_rows[:max_train]
     val_rows = shortest(data["validation"], max_val) if max_val else list(data["validation"])
-    train_ex = [encode(r, settings.max_tokens) for r in train_rows]
-    val_ex = [encode(r, settings.max_tokens) for r in val_rows]
+    tok = base_tokenizer(settings.base) if settings.base else None
+    train_ex = [encode(r, settings.max_tokens, tok) for r in train_rows]
+    val_ex = [encode(r, settings.max_tokens, tok) for r in val_rows]
     model = peft_model(settings)
     logf = open(out_dir / "train_log.jsonl", "w")
 
