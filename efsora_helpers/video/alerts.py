@@ -60,7 +60,9 @@ def severity_rank(severity: str) -> int:
 
 @dataclass
 class TrackState:
-    """What the events so far say about one track. ``vest`` is None until an event tells."""
+    """What the events so far say about one track. ``vest`` is None until an event tells. A worker
+    hidden behind a rack is still in view (``visible``): occlusion pauses the camera's evidence,
+    not the worker's situation; only leaving the frame ends it."""
 
     label: str = ""
     visible: bool = True
@@ -83,8 +85,6 @@ class TrackState:
             self.visible, self.in_zone = False, set()
         elif k in (EventKind.ENTER_FRAME, EventKind.REAPPEARED):
             self.visible = True
-        elif k == EventKind.OCCLUDED:
-            self.visible = False
         elif k in (EventKind.PUT_ON_PPE, EventKind.TAKE_OFF_PPE) and e.details.get("item", ObjectClass.VEST) == ObjectClass.VEST:
             self.vest = k == EventKind.PUT_ON_PPE
         elif k in (EventKind.VIOLATION_START, EventKind.VIOLATION_END):
