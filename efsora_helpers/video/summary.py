@@ -307,6 +307,11 @@ _KIND_PHRASES: list[tuple[re.Pattern, frozenset]] = [
     (re.compile(rf"\b{_EXIT}\b[^.;]*?\b{_ZONE}\b", re.I), frozenset({EventKind.EXIT_ZONE})),
     (re.compile(rf"\b{_ENTER}\b[^.;]*?\b{_VIEW}\b", re.I), frozenset({EventKind.ENTER_FRAME, EventKind.REAPPEARED})),
     (re.compile(rf"\b{_EXIT}\b[^.;]*?\b{_VIEW}\b", re.I), frozenset({EventKind.EXIT_FRAME, EventKind.OCCLUDED})),
+    (re.compile(rf"\b(stays?|stayed|remains?|remained|spends?|spent|dwell\w*)\b[^.;]*?\b{_ZONE}\b", re.I),
+     frozenset({EventKind.ENTER_ZONE, EventKind.EXIT_ZONE})),
+    # a bare verb ("and left it at 25.7 s"): the zone or the frame
+    (re.compile(rf"\b{_ENTER}\b", re.I), frozenset({EventKind.ENTER_ZONE, EventKind.ENTER_FRAME, EventKind.REAPPEARED})),
+    (re.compile(rf"\b{_EXIT}\b", re.I), frozenset({EventKind.EXIT_ZONE, EventKind.EXIT_FRAME})),
     (re.compile(r"\b(hidden|hides?|occluded|disappears?|disappeared)\b", re.I), frozenset({EventKind.OCCLUDED, EventKind.REAPPEARED})),
     (re.compile(r"\b(reappears?|reappeared|re-appears?|visible again)\b", re.I), frozenset({EventKind.REAPPEARED})),
     (re.compile(r"\b(puts? on|putting on|dons?|donned)\b", re.I), frozenset({EventKind.PUT_ON_PPE})),
@@ -392,7 +397,9 @@ def check_claim(claim: Claim, tl: dict[str, TrackEvent], time_tol_s: float = 0.2
     # an actor's time must come from an event of that actor and of a kind the claim names
     anchors = [e for e in cited
                if (not entities or any(_names(e, w, n) for w, n in entities))
-               and (not kinds or any(e.kind in ks for ks in kinds))] or cited
+               and (not kinds or any(e.kind in ks for ks in kinds))]
+    if entities and kinds and not anchors:
+        out.problems.append("no cited event has the actor doing what the claim says")
     times = [float(x) for m in take(_RANGE) for x in m.groups()]
     durations = [float(m.group(1)) for m in take(_DURATION)]
     times += [float(m.group(1)) for m in take(_TIME)]
