@@ -157,7 +157,13 @@ def _finetune(sub) -> None:
     add_commands(sub)
 
 
-COMMANDS: list[Callable] = [_env, _assets, _questions, _book, _scenes, _perceive, _reason, _agent, _finetune]
+def _video(sub) -> None:
+    from .video.cli import add_commands
+
+    add_commands(sub)
+
+
+COMMANDS: list[Callable] = [_env, _assets, _questions, _book, _scenes, _perceive, _reason, _agent, _finetune, _video]
 
 
 def build_parser() -> argparse.ArgumentParser:
