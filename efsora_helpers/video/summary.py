@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..llm.structured import schema_of, structured_chat
 from ..llm.types import Message, system, user
 from ..perception.schema import TrackEvent
-from ..vocabulary import EventKind, ObjectClass, Zone, phrase
+from ..vocabulary import PPE_RULE, EventKind, ObjectClass, phrase
 
 EventId = Annotated[str, Field(pattern=r"^E\d{2,4}$")]
 CLAIM_MAX_CHARS = 120
@@ -97,6 +97,30 @@ def _ppe_phrase(details: dict[str, Any]) -> str:
     return " wearing a " + " and a ".join(worn) if worn else ""
 
 
+def _num(d: dict[str, Any], key: str) -> float | None:
+    v = d.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _distance(e: TrackEvent) -> float | None:
+    # the generator writes the closest approach, the pipeline the distance when it fired
+    found = [m for m in (_num(e.details, k) for k in ("min_distance_m", "distance_m")) if m is not None]
+    return found[0] if found else None
+
+
+def _durations(e: TrackEvent) -> list[float]:
+    return [v for v in (_num(e.details, k) for k in ("hidden_for_s", "dwell_s", "duration_s")) if v is not None]
+
+
+def _ppe_state(e: TrackEvent, item: ObjectClass) -> bool | None:
+    """Whether the event records ``item`` as worn: its details, or a rule about the item (a no-vest
+    violation says the vest is off); ``None`` when the event does not say."""
+    state = e.details.get(str(item))
+    if isinstance(state, bool):
+        return state
+    return False if e.rule is not None and e.rule == PPE_RULE.get(item) else None
+
+
 def event_sentence(e: TrackEvent) -> str:
     """One plain sentence from the event's typed fields (never from its free-text ``evidence``)."""
     who, d, where = actor(e), e.details, phrase(e.zone or "zone")
@@ -104,7 +128,8 @@ def event_sentence(e: TrackEvent) -> str:
     if k == EventKind.ENTER_ZONE:
         body = f"enters the {where}{_ppe_phrase(d)}"
     elif k == EventKind.EXIT_ZONE:
-        body = f"leaves the {where}"
+        dwell = _num(d, "dwell_s")
+        body = f"leaves the {where}" + (f" (in it for {dwell:.1f} s)" if dwell is not None else "")
     elif k == EventKind.ENTER_FRAME:
         body = "comes into view"
     elif k == EventKind.EXIT_FRAME:
@@ -112,15 +137,17 @@ def event_sentence(e: TrackEvent) -> str:
     elif k == EventKind.OCCLUDED:
         body = "is hidden from view"
     elif k == EventKind.REAPPEARED:
-        body = "reappears" + (f" (hidden for {float(d['hidden_for_s']):.1f} s)" if "hidden_for_s" in d else "")
+        hidden = _num(d, "hidden_for_s")
+        body = "reappears" + (f" (hidden for {hidden:.1f} s)" if hidden is not None else "")
     elif k in (EventKind.PUT_ON_PPE, EventKind.TAKE_OFF_PPE):
         verb = "puts on" if k == EventKind.PUT_ON_PPE else "takes off"
         body = f"{verb} a {phrase(d.get('item', ObjectClass.VEST))}"
     elif k == EventKind.NEAR_MISS:
-        dist = f"within {float(d['min_distance_m']):.1f} m of" if "min_distance_m" in d else "close to"
+        metres = _distance(e)
+        dist = f"within {metres:.1f} m of" if metres is not None else "close to"
         body = f"comes {dist} moving forklift {d['forklift_id']}" if "forklift_id" in d else f"comes {dist} a moving forklift"
     elif k in (EventKind.VIOLATION_START, EventKind.VIOLATION_END):
-        body = f"{'starts' if k == EventKind.VIOLATION_START else 'stops'} breaking the rule {phrase(e.rule or 'safety')}"
+        body = f"{'starts' if k == EventKind.VIOLATION_START else 'stops'} breaking the {phrase(e.rule or 'safety')} rule"
     else:  # a kind added to the vocabulary later still reads as something
         body = phrase(k)
     return f"{who} {body} at {e.time_s:.1f} s"
@@ -410,11 +437,10 @@ def check_claim(claim: Claim, tl: dict[str, TrackEvent], time_tol_s: float = 0.2
             out.problems.append(f"time {t:g} s: the cited event is at {near.time_s:.1f} s")
     spans_between = [abs(a.time_s - b.time_s) for a in cited for b in cited]
     for d in durations:
-        hidden = [float(e.details["hidden_for_s"]) for e in cited if "hidden_for_s" in e.details]
-        if not any(abs(h - d) <= time_tol_s for h in hidden + spans_between):
+        if not any(abs(h - d) <= time_tol_s for h in [x for e in cited for x in _durations(e)] + spans_between):
             out.problems.append(f"duration {d:g} s matches no cited event")
     for d in distances:
-        if not any(abs(float(e.details["min_distance_m"]) - d) <= dist_tol_m for e in cited if "min_distance_m" in e.details):
+        if not any(abs(m - d) <= dist_tol_m for m in map(_distance, cited) if m is not None):
             out.problems.append(f"distance {d:g} m matches no cited event")
     if re.search(rf"\b{_ZONE}\b", text, re.I) and not any(e.zone for e in cited):
         out.problems.append("names a zone; no cited event is in one")
@@ -422,7 +448,7 @@ def check_claim(claim: Claim, tl: dict[str, TrackEvent], time_tol_s: float = 0.2
         for m in take(pattern):
             for word in filter(None, m.groups()):
                 item = _item(word)
-                states = [e.details.get(str(item)) for e in anchors if isinstance(e.details.get(str(item)), bool)]
+                states = [st for st in (_ppe_state(e, item) for e in anchors) if st is not None]
                 if states and worn not in states:
                     out.problems.append(f"says {'with' if worn else 'without'} a {phrase(item)}; the cited event says the opposite")
                 elif not states:
