@@ -161,6 +161,7 @@ SETTINGS = {
     "near_clear_m": None,  # None: the generator's NEAR_MISS_CLEAR_M (the spell ends beyond it)
     "moving_mps": None,  # None: the generator's FORKLIFT_MOVING_MPS
     "near_min_frames": 2,  # observations closer than near_miss_m before a near miss counts
+    "near_rearm_s": 3.0,  # a worker's next near miss counts only this long after their last one
     "speed_window_s": 0.5,  # the forklift's speed is measured over this much of its track
     "lost_s": 2.0,  # a track unseen this long is gone (its open violation ends)
     "horizon": None,  # the image row of the horizon: the floor model; None: the image-space proxy
@@ -175,6 +176,14 @@ def camera_for(name: str) -> dict:
 
     m = meta(name)
     return {"horizon": m["horizon"], "width": m["width"], "height": m["height"]}
+
+
+def _confirmed(events: list, frame: int) -> list:
+    """``events`` in time order, each with the frame at which it became certain
+    (``details["confirmed_frame"]``: its latency is that minus ``frame``)."""
+    for e in events:
+        e.details["confirmed_frame"] = frame
+    return sorted(events, key=lambda e: (e.frame, e.track_id))
 
 
 def _covered(box, others) -> float:
@@ -218,6 +227,7 @@ class _Track:
         self.vest: bool | None = None
         self.violation: dict[str, int] = {}  # zone -> frame the no-vest-in-zone state started
         self.path: deque = deque()  # a forklift's recent (frame, x1, x2, y2)
+        self.near_at = -10**9  # the frame of this worker's last near miss
         self.foot: tuple[float, float] | None = None  # a worker's last foot point seen with nothing in front
 
 
@@ -336,8 +346,9 @@ class EventDetector:
 
     def _vote(self, t: _Track, frame: int, vests: np.ndarray | None, others: list[_Track]) -> list:
         if (vests is None or t.box[3] - t.box[1] < self.s["vote_min_height"]
+                or t.box[0] <= 1 or t.box[2] >= self.s["width"] - 1
                 or _covered(t.box, [o.box for o in others if o.box[3] > t.box[3]]) > self.s["vote_max_overlap"]):
-            return []  # no detections, a worker too small to show a vest, or a nearer object in front
+            return []  # no detections, a worker too small to show a vest, cut by the frame's edge, or hidden
         x1, y1, x2, y2 = t.box
         cx, cy = vests[:, 0], vests[:, 1]
         seen = bool(((cx >= x1) & (cx <= x2) & (cy >= y1) & (cy <= y1 + (y2 - y1) * 2 / 3)).any())
@@ -435,7 +446,7 @@ class EventDetector:
             out += self._violations(t, frame, frame)  # a vest state first known inside the zone
         out += self._near_misses(frame, here_p, here_f)
         out += self._expire(frame)
-        return sorted(out, key=lambda e: (e.frame, e.track_id))
+        return _confirmed(out, frame)
 
     def _near_misses(self, frame: int, workers: list[_Track], forklifts: list[_Track]) -> list:
         out = []
@@ -464,6 +475,9 @@ class EventDetector:
                     continue
                 if not spell["emitted"] and spell["n"] >= self.s["near_min_frames"]:
                     spell["emitted"] = True
+                    if frame - w.near_at <= self.s["near_rearm_s"] * self.fps:
+                        continue  # the same close call seen again (a forklift's track broke in two)
+                    w.near_at = frame
                     unit = "m" if self.on_floor else "m (image-space proxy)"
                     out.append(self._event(spell["start"], w, EventKind.NEAR_MISS,
                                            f"comes within {spell['closest']:.1f} {unit} of moving forklift {fk.tid}",
@@ -488,7 +502,7 @@ class EventDetector:
     def finish(self, frame: int) -> list[TrackEvent]:
         """Flush at the end of the stream: every open violation ends (``details["end_of_stream"]``);
         changes still inside their debounce never became certain and are dropped."""
-        return sorted(self._expire(frame, everything=True), key=lambda e: (e.frame, e.track_id))
+        return _confirmed(self._expire(frame, everything=True), frame)
 
 
 # --- batch over a shipped clip ---------------------------------------------------------------------
@@ -653,6 +667,27 @@ def dwell_times(events: list) -> list[dict]:
             out.append({"track_id": key[0], "enter_s": t0, "exit_s": _field(e, "time_s"),
                         "dwell_s": round(_field(e, "time_s") - t0, 2)})
     return out
+
+
+def who_is(name: str, tracks: dict[int, list[TrackedBox]], min_iou: float = 0.3, search: int = 3):
+    """A function from a predicted event to the true worker (ground-truth id) under its track's box
+    (:func:`who_at`) at the event's frame, or the nearest frame within ``search`` where it is: for
+    ``score_events(pairs=...)``. A fragment of a worker's track still names that worker."""
+    from .frames import mot_rows
+    from .metrics import by_frame
+
+    gt = mot_rows(name)
+    gt = by_frame(gt[gt[:, 7] == CLASSES.index(ObjectClass.PERSON) + 1])
+    rows = {f + 1: [(b[0], *b[2:6]) for b in boxes if b[1] == ObjectClass.PERSON] for f, boxes in tracks.items()}
+
+    def who(event) -> int | None:
+        for df in sorted(range(-search, search + 1), key=abs):
+            found = who_at(gt, rows, {"frame": _field(event, "frame") + df, "track_id": _field(event, "track_id")}, min_iou)
+            if found is not None:
+                return found
+        return None
+
+    return who
 
 
 def truth_tracks(name: str) -> dict[int, list[TrackedBox]]:
