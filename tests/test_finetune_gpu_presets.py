@@ -129,3 +129,20 @@ def test_encode_with_a_base_tokenizer_renders_that_models_template():
     row.update(render_row(row))
     assert tokenizer().eos_token == "<|im_end|>"
     assert encode(row, 1024, tokenizer()) == encode(row, 1024)
+
+
+def test_preset_settings_on_a_gpu_box_take_steps_and_base_overrides(monkeypatch, capsys):
+    """What ``--preset`` hands to the training loop when a GPU is visible (training itself is not run)."""
+    import argparse
+
+    import torch
+
+    from efsora_helpers.finetuning.cli import _preset_settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    args = argparse.Namespace(preset="mistral-7b-qlora", dry_run=False, seed=1, steps=None, base=None)
+    full = _preset_settings(args)
+    assert full == PRESETS["mistral-7b-qlora"].settings(seed=1)
+    smoke = _preset_settings(argparse.Namespace(**{**vars(args), "steps": 5, "base": "/models/mistral"}))
+    assert (smoke.steps, smoke.base, smoke.rank) == (5, "/models/mistral", full.rank)
+    assert "mistralai/Mistral-7B-Instruct-v0.3" in capsys.readouterr().out

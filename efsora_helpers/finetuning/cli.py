@@ -104,7 +104,7 @@ def _llm_commands(s) -> None:
     t.add_argument("--dropout", type=float, default=0.05)
     t.add_argument("--targets", default="q,v", help="q,v | q,k,v,o | 'all linear' | comma-separated module names")
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--steps", type=int, default=400)
+    t.add_argument("--steps", type=int, help="optimiser steps (default 400; with --preset, the preset's)")
     t.add_argument("--grad-accum", type=int, default=4)
     t.add_argument("--warmup", type=int, default=20)
     t.add_argument("--eval-every", type=int, default=25)
@@ -148,6 +148,8 @@ def _preset_settings(args):
                            f"book/finetuning/gpu_qlora.md, or add --dry-run to print the preset")
     print("\n".join(summary(p)))
     settings = p.settings(seed=args.seed)
+    if args.steps:  # a short smoke run before the long one
+        settings = dataclasses.replace(settings, steps=args.steps)
     return dataclasses.replace(settings, base=args.base) if args.base else settings
 
 
@@ -161,7 +163,7 @@ def _lora(args) -> int:
     else:
         targets = TARGETS.get(args.targets) or tuple(x.strip() for x in args.targets.split(",") if x.strip())
         settings = LoraSettings(rank=args.rank, alpha=args.alpha, dropout=args.dropout, targets=tuple(targets),
-                                lr=args.lr, steps=args.steps, grad_accum=args.grad_accum, warmup_steps=args.warmup,
+                                lr=args.lr, steps=args.steps or 400, grad_accum=args.grad_accum, warmup_steps=args.warmup,
                                 eval_every=args.eval_every, patience=args.patience, max_tokens=args.max_tokens,
                                 quantization=args.quantization, dtype=args.dtype, seed=args.seed, base=args.base)
     metrics = run(settings, args.data, args.out, max_train=args.max_train, max_val=args.max_val)

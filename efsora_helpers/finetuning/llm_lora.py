@@ -541,6 +541,8 @@ def run(settings: LoraSettings, data_dir: str | Path | None = None, out_dir: str
                "best_step": tlog.best_step, "steps_run": len(tlog.rows), "stopped_early": tlog.stopped_early,
                "seconds_per_step": tlog.seconds_per_step, "wall_s": time.perf_counter() - t0,
                "adapter_mb": adapter["mb"], "trainable_parameters": trainable_parameters(model)}
+    if torch.cuda.is_available():  # the peak to compare with gpu_presets.estimate_memory
+        metrics["max_gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     write_card(out_dir, settings, tlog, data_report, adapter)
     return metrics
