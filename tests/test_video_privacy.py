@@ -152,3 +152,18 @@ def test_hat_person_pairs_read_the_shipped_stills():
     pairs, orphans = P.hat_person_pairs()
     assert len(pairs) > 500 and orphans >= 0
     assert P.head_coverage(pairs).mean() > 0.95
+
+
+def test_detail_share_ignores_drawn_pixels():
+    frame = _texture()
+    region = (100, 100, 180, 180)
+    out = P.blur_regions(frame, [region])
+    assert P.detail_share(out, frame, region) < 0.02
+    assert P.detail_share(frame, frame, region) == 1.0
+    bare = P.detail_share(out, frame, region)
+    drawn = np.zeros(frame.shape[:2], bool)
+    drawn[100:180, 138:142] = True  # a box edge drawn across the blurred region ...
+    out[100:180, 138:142] = 255
+    assert P.detail_share(out, frame, region) > 3 * bare  # ... is detail, unless ignored
+    assert P.detail_share(out, frame, region, ignore=drawn) < 0.02
+    assert P.detail_share(out, frame, (0, 0, 4, 4)) is None  # too few pixels

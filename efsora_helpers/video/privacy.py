@@ -94,6 +94,27 @@ def sharpness(image: np.ndarray, region=None) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
+def detail_share(image: np.ndarray, reference: np.ndarray, region, ignore: np.ndarray | None = None) -> float | None:
+    """The share of ``reference``'s detail (variance of the Laplacian) left in ``image`` inside
+    ``region``, skipping the region's 2-pixel rim (where a blurred region meets sharp surroundings)
+    and the pixels of the boolean mask ``ignore`` grown by 2 pixels (drawn boxes and text, which are
+    sharp on purpose). None when fewer than 20 pixels remain or the reference has no detail there."""
+    x1, y1, x2, y2 = (int(v) for v in region)
+    mask = np.zeros(image.shape[:2], bool)
+    mask[max(0, y1 + 2):max(0, y2 - 2), max(0, x1 + 2):max(0, x2 - 2)] = True
+    if ignore is not None:
+        mask &= ~cv2.dilate(ignore.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    if mask.sum() < 20:
+        return None
+
+    def lap(img):
+        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+        return cv2.Laplacian(grey, cv2.CV_64F)[mask]
+
+    ref = lap(reference).var()
+    return float(lap(image).var() / ref) if ref > 0 else None
+
+
 def detect_then_redact(frame: np.ndarray, detect) -> tuple[list, np.ndarray]:
     """The pipeline's order: ``detect(frame)`` runs on the raw frame (in memory only; a head blurred
     first hides its hard hat from the detector), then the frame is redacted from the detected person
@@ -144,6 +165,13 @@ def head_coverage(pairs, **rule) -> np.ndarray:
         area = (hat[2] - hat[0]) * (hat[3] - hat[1])
         out.append(_overlap(head_box(person, **rule), hat) / area if area > 0 else 0.0)
     return np.array(out, float)
+
+
+def hat_on_head(person_box, hat_boxes, **rule) -> bool:
+    """Whether any detected hard-hat box has its centre in the head region of ``person_box``: how
+    the notebook credits the detector with a worker's hard hat (the clips' truth has no hat boxes)."""
+    x1, y1, x2, y2 = head_box(person_box, **rule)
+    return any(x1 <= (h[0] + h[2]) / 2 <= x2 and y1 <= (h[1] + h[3]) / 2 <= y2 for h in hat_boxes)
 
 
 # --- retention ------------------------------------------------------------------------------------
