@@ -80,6 +80,15 @@ def test_draw_on_a_blank_frame():
     assert out[250, 350].any() and not out[250, 600].any()  # the zone is tinted, the floor beside it is not
     assert out[-10:].any()  # the event banner at the bottom
     assert not A.draw(blank, []).any()  # nothing to draw: the frame stays black
+    untracked = A.draw(blank, [(None, ObjectClass.HARD_HAT, 10, 10, 30, 20, None)])  # no track id, no score
+    assert tuple(untracked[15, 10]) == A.COLOURS[ObjectClass.HARD_HAT]
+
+
+def test_hat_on_head_needs_the_hat_centre_in_the_head_region():
+    person = (100, 100, 140, 300)  # head region (96, 90, 144, 150)
+    assert P.hat_on_head(person, [(110, 95, 130, 110)])
+    assert not P.hat_on_head(person, [(110, 200, 130, 215), (300, 95, 320, 110)])  # on the body; another worker
+    assert not P.hat_on_head(person, [])
 
 
 def test_draw_blurs_heads_before_drawing_unless_told_not_to():

@@ -26,9 +26,11 @@ ZONE_COLOUR = (0, 165, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def _unpack(box) -> tuple[int, str, float, float, float, float, float | None]:
+def _unpack(box) -> tuple[int | None, str, float, float, float, float, float | None]:
     tid, label, x1, y1, x2, y2, *rest = box
-    return int(tid), str(label), float(x1), float(y1), float(x2), float(y2), (float(rest[0]) if rest else None)
+    conf = float(rest[0]) if rest and rest[0] is not None else None
+    # an object no tracker has confirmed yet (a PPE box, a new worker) has no id
+    return (None if tid is None else int(tid)), str(label), float(x1), float(y1), float(x2), float(y2), conf
 
 
 def _event_text(e) -> str:
@@ -65,7 +67,7 @@ def draw(frame_bgr: np.ndarray, boxes, zones=None, events=(), blur_heads: bool =
     for tid, label, x1, y1, x2, y2, conf in unpacked:
         c = COLOURS.get(label, (220, 220, 220))
         cv2.rectangle(out, (int(x1), int(y1)), (int(x2) - 1, int(y2) - 1), c, 2)
-        text = f"{tid} {label}" + (f" {conf:.2f}" if conf is not None else "")
+        text = ("" if tid is None else f"{tid} ") + label + (f" {conf:.2f}" if conf is not None else "")
         cv2.putText(out, text, (int(x1) + 2, max(12, int(y1) - 4)), _FONT, 0.42, c, 1, cv2.LINE_AA)
     events = list(events)
     if events:
