@@ -120,6 +120,23 @@ def test_writer_round_trip(tmp_path, suffix):
     assert max(err) < 8
 
 
+def test_writer_falls_back_to_mpeg4_without_libx264(tmp_path, monkeypatch):
+    real = av.codec.Codec
+
+    def no_x264(name, mode="r"):  # an FFmpeg build without libx264
+        if name == "libx264":
+            raise av.error.FFmpegError(0, "no libx264")
+        return real(name, mode)
+
+    monkeypatch.setattr(av.codec, "Codec", no_x264)
+    with A.VideoWriter(tmp_path / "clip.mp4", fps=15, size=(64, 48)) as w:
+        for i in range(5):
+            w.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    assert w.codec == "mpeg4"
+    with av.open(str(w.path)) as c:
+        assert c.streams.video[0].codec_context.name == "mpeg4" and len(list(c.decode(video=0))) == 5
+
+
 def test_writer_rejects_an_unknown_suffix(tmp_path):
     with pytest.raises(ValueError, match="unsupported video suffix"):
         A.VideoWriter(tmp_path / "clip.avi.txt", fps=15, size=(64, 64))

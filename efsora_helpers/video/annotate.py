@@ -94,7 +94,7 @@ def _codec_for(path: Path) -> tuple[str, dict[str, str]]:
             av.codec.Codec("libx264", "w")
             return "libx264", {"crf": "26", "preset": "veryfast"}
         except (av.error.FFmpegError, ValueError):
-            return "mpeg4", {"qscale": "4"}
+            return "mpeg4", {}
     raise ValueError(f"{path}: unsupported video suffix {suffix!r}; use .mp4 or .webm")
 
 
@@ -120,6 +120,8 @@ class VideoWriter:
         self._stream = self._container.add_stream(self.codec, rate=rate, options=options)
         self._stream.width, self._stream.height = self.size
         self._stream.pix_fmt = "yuv420p"
+        if self.codec == "mpeg4":
+            self._stream.bit_rate = 2_000_000  # FFmpeg's default, 200 kb/s, smears the boxes' text at 640x360
         self.frames = 0
 
     def write(self, frame_bgr: np.ndarray) -> None:
