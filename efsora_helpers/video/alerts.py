@@ -549,37 +549,45 @@ def webhook_receiver(fail_first: int = 0) -> Iterator[Receiver]:
 # --- the incident report: chapter 3's agent, with a deterministic fallback ------------------------
 
 def incident_title(alert: Alert | dict) -> str:
+    """The rule's own description as a title ("Worker without a vest in the forklift zone"): plain
+    words, no punctuation for a small model to trip on."""
     a = alert if isinstance(alert, dict) else alert.notification()
-    who = f"{phrase(a['label'])} {a['track_id']}"
-    if a["rule"] == EventKind.NEAR_MISS:
-        return f"Near miss: {who} close to a moving forklift"
-    where = f" in the {phrase(a['zone'])}" if a.get("zone") else ""
-    return f"{phrase(a['rule']).capitalize()}: {who}{where}"
+    text = a["description"] or phrase(a["rule"])
+    text = text[2:] if text.startswith("a ") else text
+    return text[:1].upper() + text[1:]
+
+
+def _who(a: dict) -> str:
+    return "worker" if a["label"] == ObjectClass.PERSON else phrase(a["label"])
 
 
 def incident_body(alert: Alert | dict) -> str:
     """The deterministic report: every structured field of the alert, nothing from its evidence text."""
     a = alert if isinstance(alert, dict) else alert.notification()
     lines = [f"Alert {a['id']} ({a['severity']}): {a['description']}.",
-             f"Who: {phrase(a['label'])} track {a['track_id']}. Where: {phrase(a['zone']) if a.get('zone') else 'outside any zone'}.",
+             f"Who: {_who(a)} track {a['track_id']}. Where: {phrase(a['zone']) if a.get('zone') else 'outside any zone'}.",
              f"When: {a['first_time_s']:.1f} s to {a['last_time_s']:.1f} s of {a['source'] or 'the stream'} "
              f"(frames {a['first_frame']} to {a['last_frame']}), {a['count']} matching event(s).",
              "Action: a supervisor checks the camera and the worker; the report was written from the alert's fields."]
     facts = {k: v for k, v in a.get("details", {}).items() if k in ("forklift_id", "min_distance_m", ObjectClass.HARD_HAT)}
     if facts:
-        lines.insert(2, "Facts: " + ", ".join(f"{phrase(k)} {v}" for k, v in sorted(facts.items())) + ".")
+        said = {True: "yes", False: "no"}
+        lines.insert(2, "Facts: " + ", ".join(f"{phrase(k)}: {said.get(v, v) if isinstance(v, bool) else v}"
+                                               for k, v in sorted(facts.items())) + ".")
     return "\n".join(lines)
 
 
 def incident_task(alert: Alert | dict) -> str:
-    """The agent's task, from structured fields only (enums, integers, seconds: no event text, which is
-    untrusted). It names the report's title and body so the small local model only has to copy them:
-    measured in the notebook, it leaves the arguments empty when asked to compose them."""
+    """The agent's task, from structured fields only (the rule's description, integers, seconds, the
+    clip's name: no event text, which is untrusted). It names the report's title and body, so the
+    small local model only has to copy them: asked to compose them, it left the tool's arguments
+    empty while this was written (see the notebook)."""
     a = alert if isinstance(alert, dict) else alert.notification()
-    body = (f"{phrase(a['label'])} track {a['track_id']}, {a['description']}, from {a['first_time_s']:.1f} s to "
-            f"{a['last_time_s']:.1f} s in clip {a['source'] or 'stream'}, {a['count']} event(s), alert {a['id']}")
-    return (f'Send an incident report titled "{incident_title(a)}" with severity {a["severity"]}. '
-            f"Report body: {body}.")
+    what = a["description"]
+    what = f"was {what[len('a worker '):]}" if what.startswith("a worker ") else f"raised: {what}"
+    body = (f"{_who(a)} track {a['track_id']} {what} from {a['first_time_s']:.1f} s in clip "
+            f"{a['source'] or 'stream'} (alert {a['id']})")
+    return f'Send an incident report titled "{incident_title(a)}" with severity {a["severity"]}. Report body: {body}.'
 
 
 def judge_report(text: str, alert: Alert | dict) -> list[str]:
@@ -608,6 +616,7 @@ class Incident:
     agent_seconds: float | None = None
     agent_file: str | None = None  # the agent's own report, kept even when judged poor
     problems: list[str] = field(default_factory=list)
+    task: str = ""  # what the agent was asked (structured fields only)
 
 
 class IncidentSink:
@@ -638,14 +647,15 @@ class IncidentSink:
     def send(self, alert: Alert) -> Incident | None:
         if alert.status != "firing":
             return None
-        agent_file, why, problems, status, seconds = None, "", [], None, None
+        agent_file, why, problems, status, seconds, task = None, "", [], None, None, ""
         if self.agent_calls > 0:
             self.agent_calls -= 1
             run = self._run_agent
             if run is None:
                 from ..agent.graph import run_agent as run
             before = self._outbox()
-            result = run(incident_task(alert), approve="auto", tools=self.tools, recursion_limit=self.recursion_limit,
+            task = incident_task(alert)
+            result = run(task, approve="auto", tools=self.tools, recursion_limit=self.recursion_limit,
                          max_steps=self.max_steps, **({"llm": self.llm} if self.llm is not None else {}))
             self.results.append(result)
             status, seconds = result.status, result.seconds
@@ -654,19 +664,20 @@ class IncidentSink:
                 agent_file = f"outbox/{new[-1]}"
                 problems = judge_report((self.workspace.path / agent_file).read_text(encoding="utf-8"), alert)
                 if not problems:
-                    inc = Incident(alert.id, "agent", agent_file, "", status, seconds, agent_file)
+                    inc = Incident(alert.id, "agent", agent_file, "", status, seconds, agent_file, task=task)
                     self.incidents.append(inc)
                     return inc
                 why = "the agent's report is poor: " + "; ".join(problems)
             else:
-                why = f"the agent filed no report (status {status})"
+                errors = [c.get("result", "") for c in getattr(result, "tool_calls", None) or [] if c.get("is_error")]
+                why = f"the agent filed no report (status {status}" + (f"; {errors[-1][:120]})" if errors else ")")
         else:
             why = "the agent's budget is spent"
         res = self.tools.call("send_incident_report", arguments={
             "title": incident_title(alert)[:120], "body": incident_body(alert), "severity": alert.severity})
         if res.is_error:
             raise RuntimeError(f"the fallback incident report failed: {res.value}")
-        inc = Incident(alert.id, "fallback", res.value["file"], why, status, seconds, agent_file, problems)
+        inc = Incident(alert.id, "fallback", res.value["file"], why, status, seconds, agent_file, problems, task)
         self.incidents.append(inc)
         return inc
 
