@@ -669,10 +669,13 @@ def dwell_times(events: list) -> list[dict]:
     return out
 
 
-def who_is(name: str, tracks: dict[int, list[TrackedBox]], min_iou: float = 0.3, search: int = 3):
-    """A function from a predicted event to the true worker (ground-truth id) under its track's box
-    (:func:`who_at`) at the event's frame, or the nearest frame within ``search`` where it is: for
-    ``score_events(pairs=...)``. A fragment of a worker's track still names that worker."""
+def who_is(name: str, tracks: dict[int, list[TrackedBox]], min_iou: float = 0.3, window: int = 8):
+    """A function from a predicted event to the true worker (ground-truth id) under its track's box:
+    the worker :func:`who_at` names most often in the ``window`` frames either side of the event's
+    frame (a majority, so the frame where two workers cross does not decide), or None. For
+    ``score_events(pairs=...)``; a fragment of a worker's track still names that worker."""
+    from collections import Counter
+
     from .frames import mot_rows
     from .metrics import by_frame
 
@@ -681,11 +684,10 @@ def who_is(name: str, tracks: dict[int, list[TrackedBox]], min_iou: float = 0.3,
     rows = {f + 1: [(b[0], *b[2:6]) for b in boxes if b[1] == ObjectClass.PERSON] for f, boxes in tracks.items()}
 
     def who(event) -> int | None:
-        for df in sorted(range(-search, search + 1), key=abs):
-            found = who_at(gt, rows, {"frame": _field(event, "frame") + df, "track_id": _field(event, "track_id")}, min_iou)
-            if found is not None:
-                return found
-        return None
+        f, tid = _field(event, "frame"), _field(event, "track_id")
+        votes = Counter(w for df in range(-window, window + 1)
+                        if (w := who_at(gt, rows, {"frame": f + df, "track_id": tid}, min_iou)) is not None)
+        return votes.most_common(1)[0][0] if votes else None
 
     return who
 
