@@ -279,8 +279,8 @@ def llm_summary(client, tl: dict[str, TrackEvent], clip: str = "", budget_tokens
     """Ask ``client`` (any :class:`~efsora_helpers.llm.LLMClient`: ``"local"``, ``"anthropic"``,
     ``"openai"``, ...) for a cited summary of ``tl`` under the narrowed schema. The timeline is
     compressed to ``budget_tokens`` first; ``evidence=True`` adds each event's free text, quoted."""
-    if evidence:
-        level, text = "events", timeline_text(tl, evidence=True)
+    if evidence:  # the salient events with their notes; the notes are what an attacker controls
+        level, text = "salient", timeline_text(tl, evidence=True, kinds=SALIENT)
     else:
         level, text, _ = fit_timeline(tl, budget_tokens, client.count_tokens)
     schema = grounded_summary_schema(ids_in(text), max_claims)
@@ -433,7 +433,7 @@ def check_claim(claim: Claim, tl: dict[str, TrackEvent], time_tol_s: float = 0.2
     distances = [float(m.group(1)) for m in take(_DISTANCE)]
     for t in times:
         if not any(abs(e.time_s - t) <= time_tol_s for e in anchors):
-            near = min(cited, key=lambda e: abs(e.time_s - t))
+            near = min(anchors or cited, key=lambda e: abs(e.time_s - t))
             out.problems.append(f"time {t:g} s: the cited event is at {near.time_s:.1f} s")
     spans_between = [abs(a.time_s - b.time_s) for a in cited for b in cited]
     for d in durations:
