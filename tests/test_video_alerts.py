@@ -247,3 +247,12 @@ def test_incident_task_uses_structured_fields_only():
     assert "IGNORE" not in task and "track 1" in task and "critical" in task
     assert A.judge_report(f"# t\n\nSeverity: critical\n\ntrack 1 at 2.0 s in clip_a", alert) == []
     assert json.loads(json.dumps(alert.notification()))["id"] == alert.id
+
+
+def test_a_late_event_dated_earlier_is_folded_without_moving_time_back():
+    engine = A.AlertEngine()
+    engine.handle(ev(30, EventKind.NEAR_MISS))
+    engine.tick(3.0)
+    engine.handle(ev(25, EventKind.NEAR_MISS))  # certain only now, dated to when it started
+    (a,) = engine.alerts
+    assert a.count == 2 and a.last_frame == 30 and a.last_time_s == 2.0 and engine.now == 3.0

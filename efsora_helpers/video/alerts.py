@@ -289,11 +289,13 @@ class AlertEngine:
         if o is not None and e.time_s - o.alert.last_time_s <= self.cooldown_s:
             a = o.alert
             a.count += 1
-            a.last_frame, a.last_time_s = e.frame, e.time_s
+            # The pipeline dates an event to the frame it started, after it became certain: late
+            # arrivals may be older than the alert's last event.
+            a.last_frame, a.last_time_s = max(a.last_frame, e.frame), max(a.last_time_s, e.time_s)
             a.event_frames.append(e.frame)
             a.event_kinds.append(str(e.kind))
             a.evidence.append(e.evidence)
-            o.last_trigger_s = e.time_s
+            o.last_trigger_s = max(o.last_trigger_s, e.time_s)
             return self._maybe_fire(o)
         if o is not None:  # too late to fold in: close the old one, start a new alert
             self._close(key, o)
