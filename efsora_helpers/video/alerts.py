@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -587,8 +588,9 @@ def incident_task(alert: Alert | dict) -> str:
     a = alert if isinstance(alert, dict) else alert.notification()
     what = a["description"]
     what = f"was {what[len('a worker '):]}" if what.startswith("a worker ") else f"raised: {what}"
-    body = (f"{_who(a)} track {a['track_id']} {what} from {a['first_time_s']:.1f} s in clip "
-            f"{a['source'] or 'stream'} (alert {a['id']})")
+    # A clip's name is outside text too (a reader's file): only word characters reach the model.
+    clip = re.sub(r"[^\w.-]", "_", a["source"] or "stream")[:60]
+    body = f"{_who(a)} track {a['track_id']} {what} from {a['first_time_s']:.1f} s in clip {clip} (alert {a['id']})"
     return f'Send an incident report titled "{incident_title(a)}" with severity {a["severity"]}. Report body: {body}.'
 
 
