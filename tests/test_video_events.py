@@ -204,3 +204,16 @@ def test_real_clip_events_answer_the_running_question():
     truth = [e for e in F.truth_track_events(name) if e.kind == EventKind.ENTER_ZONE and e.details[E.VEST] is False]
     assert truth and len(found) == len(truth)
     assert all(abs(f.time_s - t.time_s) <= 1.0 for f, t in zip(found, truth))
+
+
+def test_real_clip_with_frames_skipped_keeps_zone_events_dated_in_video_frames():
+    """The stream samples every k-th frame: events stay in the video's frame numbers and times."""
+    from efsora_helpers.video.detect import detections_root
+
+    name = "vest_off_near_miss"
+    if not (detections_root() / f"{name}_det.txt").exists():
+        pytest.skip("no cached detections")
+    ev = E.clip_events(name, stride=3)
+    assert all(e.frame % 3 == 0 for e in ev if e.kind in (EventKind.ENTER_ZONE, EventKind.EXIT_ZONE))
+    s = E.score_events(ev, F.truth_track_events(name), tolerance_s=1.0, kinds=[EventKind.ENTER_ZONE])
+    assert s[EventKind.ENTER_ZONE]["recall"] == 1.0

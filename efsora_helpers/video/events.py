@@ -12,23 +12,33 @@ became certain and dated to the frame it started:
   across the lane's edge is one event, not five). ``exit_zone`` carries the dwell in ``details``.
 * ``take_off_ppe`` / ``put_on_ppe``: a vote over the last ``vest_window`` observations of the worker
   (a vest detection's centre in the upper two thirds of the box), not one frame: one missed vest
-  detection is not a worker without a vest. The change is dated to the split of the window that best
+  detection is not a worker without a vest. Hysteresis (``vest_on_share`` / ``vest_off_share``)
+  keeps a share near the line from flickering; workers too small to show a vest, cut by the frame's
+  edge or behind a nearer box do not vote. The change is dated to the split of the window that best
   separates the old state from the new one.
 * ``violation_start`` / ``violation_end`` (:attr:`Rule.NO_VEST` in :attr:`Zone.FORKLIFT_ZONE`): a
   worker in the zone with no vest by the vote: the book's running question as a state.
 * ``near_miss``: a worker's foot point within ``near_miss_m`` metres of a *moving* forklift's
-  footprint on the floor. The floor is the generator's own camera model
+  footprint on the floor, once per close call. The floor is the generator's own camera model
   (:func:`efsora_helpers.safetyscenes.video.floor_point`: a worker's height in pixels at an image row
-  sets the scale; it needs the clip's ``horizon`` row); without one, an image-space proxy (pixels
-  scaled by the worker's box height as 1.75 m) stands in, and says so in ``details``.
+  sets the scale; it needs the clip's ``horizon`` row, :func:`camera_for`); without one, an
+  image-space proxy (pixels scaled by the worker's box height as 1.75 m) stands in, and says so in
+  ``details["floor_model"]``.
 
-The first slice stays: :func:`zone_events` turns each track's in-zone state into ``enter_zone`` /
-``exit_zone`` events in batch, :func:`match_events` scores dict events. "Who" matters: a predicted
-track id stands for the ground-truth id that the identity metrics (:func:`.metrics.identity`) paired
-it with (strict: a fragment of a track names nobody) or, with :func:`who_at`, the worker its box
-covers at the event's frame; an event matches a true one of the same kind and worker within
-``tolerance_s``. Each true event is matched at most once (closest in time first).
-:func:`score_events` does the same for ``TrackEvent`` lists, per kind.
+Every event's ``details["confirmed_frame"]`` is the frame at which it was returned (its latency).
+:func:`clip_events` is the batch path over a shipped clip (cached detections, :func:`clip_tracks`,
+:func:`run_detector`); :func:`truth_tracks` feeds the ground truth's boxes instead (the rules
+without tracking errors).
+
+Scoring. :func:`score_events` (``TrackEvent`` lists, per kind) and :func:`match_events` (the first
+slice's dict events, zone kinds) match a predicted event to a true one of the same kind and worker
+within ``tolerance_s``, each true event at most once, closest in time first. "Who" matters: a
+predicted track id stands for the ground-truth id that the identity metrics
+(:func:`.metrics.identity`) paired it with (strict: a fragment of a track names nobody), or the
+worker its box covers around the event's frame (:func:`who_at`, :func:`who_is`).
+:func:`truth_violations` reads the no-vest-in-zone violations off the generator's timeline (it
+writes none), :func:`dwell_times` pairs entries with exits. :func:`zone_events` is the first slice's
+batch zone rule.
 """
 
 from __future__ import annotations
@@ -149,12 +159,13 @@ FORKLIFT_SIZE = 1.05
 SETTINGS = {
     "zone_min_frames": 3,  # observations in the new state before a zone change counts (debounce)
     "vest_window": 30,  # observations in the PPE vote (1: a single frame decides; 30: 2 s at 15 fps)
-    # The detector finds a worn vest in about half the frames and a vest that is not there in a few
-    # per cent (measured in 04_events), so the vote's line sits low, with hysteresis against flicker:
+    # The detector misses a worn vest in a good share of frames (more on smaller workers) and sees one
+    # that is not there in a few per cent (04_events measures both), so the vote's line sits low,
+    # with hysteresis against flicker:
     "vest_on_share": 0.3,  # a full window with at least this share of vests seen: wears one ...
     "vest_off_share": 0.1,  # ... at most this share: wears none; in between: no change
     "vote_min_height": 90,  # no vote from a worker box shorter than this (pixels): the detector finds
-    # no vest on workers under 80 pixels tall (measured in 04_events): too far away to vote
+    # no vest on workers under 80 pixels tall (04_events measures it): too far away to vote
     "vote_max_overlap": 0.25,  # no vote while a nearer tracked box covers more of the worker's box
     "vest_min_confidence": 0.25,  # vest detections below this score are not votes for a vest
     "near_miss_m": None,  # None: the generator's NEAR_MISS_M
