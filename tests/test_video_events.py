@@ -140,7 +140,7 @@ def _forklift(tid, x, y2=300):
 
 @pytest.mark.parametrize("floor", [True, False])
 def test_synthetic_near_miss_needs_a_moving_forklift(floor):
-    camera = {"horizon": 130} if floor else {}
+    camera = {"horizon": 130, "width": 640, "height": 360} if floor else {}
     worker = _worker(5, 400, y2=300)
     moving = [([worker, _forklift(9, 0 + 8 * f)], None) for f in range(40)]  # about 2 m/s toward the worker
     ev = _run(E.EventDetector({}, fps=15, **camera), moving)
@@ -217,3 +217,8 @@ def test_real_clip_with_frames_skipped_keeps_zone_events_dated_in_video_frames()
     assert all(e.frame % 3 == 0 for e in ev if e.kind in (EventKind.ENTER_ZONE, EventKind.EXIT_ZONE))
     s = E.score_events(ev, F.truth_track_events(name), tolerance_s=1.0, kinds=[EventKind.ENTER_ZONE])
     assert s[EventKind.ENTER_ZONE]["recall"] == 1.0
+
+
+def test_the_floor_model_needs_the_frame_size():
+    with pytest.raises(ValueError, match="width and height"):
+        E.EventDetector(ZONES, fps=15, horizon=130)

@@ -176,8 +176,8 @@ SETTINGS = {
     "speed_window_s": 0.5,  # the forklift's speed is measured over this much of its track
     "lost_s": 2.0,  # a track unseen this long is gone (its open violation ends)
     "horizon": None,  # the image row of the horizon: the floor model; None: the image-space proxy
-    "width": 640,
-    "height": 360,
+    "width": None,  # the frame's size in pixels: the floor model needs both; without a width no box
+    "height": None,  # counts as cut by the right edge
 }
 
 
@@ -260,6 +260,9 @@ class EventDetector:
                              ("moving_mps", gen.FORKLIFT_MOVING_MPS)):
             if self.s[key] is None:
                 self.s[key] = default
+        if self.s["horizon"] is not None and None in (self.s["width"], self.s["height"]):
+            raise ValueError("the floor model (horizon) needs the frame's width and height; see camera_for")
+        self._right = self.s["width"] - 1 if self.s["width"] else float("inf")  # a box's x2 here: cut by the edge
         self.zones = {z: np.asarray(p, np.float32) for z, p in zones.items()}
         self.fps = float(fps)
         self.tracks: dict[tuple[str, int], _Track] = {}
@@ -289,7 +292,7 @@ class EventDetector:
             return x1, x2
         size = FORKLIFT_SIZE * self._person_h(y2)
         rear = x1 if heading > 0 else x2
-        if (heading > 0 and x1 <= 1) or (heading < 0 and x2 >= self.s["width"] - 1):  # rear cut by the edge
+        if (heading > 0 and x1 <= 1) or (heading < 0 and x2 >= self._right):  # rear cut by the edge
             fx = (x2 if heading > 0 else x1) - heading * 0.52 * size
         else:
             fx = rear + heading * 0.53 * size
@@ -318,7 +321,7 @@ class EventDetector:
         if len(fk.path) < 2 or fk.path[-1][0] == fk.path[0][0]:
             return None
         (_, a1, a2, _), (_, b1, b2, _) = fk.path[0], fk.path[-1]
-        right = self.s["width"] - 1
+        right = self._right
         if min(a1, b1) > 1 and max(a2, b2) < right:
             return (a1 + a2) / 2, (b1 + b2) / 2
         if max(a2, b2) < right:
@@ -357,7 +360,7 @@ class EventDetector:
 
     def _vote(self, t: _Track, frame: int, vests: np.ndarray | None, others: list[_Track]) -> list:
         if (vests is None or t.box[3] - t.box[1] < self.s["vote_min_height"]
-                or t.box[0] <= 1 or t.box[2] >= self.s["width"] - 1
+                or t.box[0] <= 1 or t.box[2] >= self._right
                 or _covered(t.box, [o.box for o in others if o.box[3] > t.box[3]]) > self.s["vote_max_overlap"]):
             return []  # no detections, a worker too small to show a vest, cut by the frame's edge, or hidden
         x1, y1, x2, y2 = t.box
