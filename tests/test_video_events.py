@@ -222,3 +222,9 @@ def test_real_clip_with_frames_skipped_keeps_zone_events_dated_in_video_frames()
 def test_the_floor_model_needs_the_frame_size():
     with pytest.raises(ValueError, match="width and height"):
         E.EventDetector(ZONES, fps=15, horizon=130)
+
+
+def test_unconfirmed_boxes_make_no_events():
+    xs = [50] * 5 + [150] * 10
+    ev = _run(E.EventDetector(ZONES, fps=10), [([_worker(-1, x)], None) for x in xs])
+    assert ev == []

@@ -416,6 +416,8 @@ class EventDetector:
         out: list = []
         here_p, here_f = [], []
         for tid, label, x1, y1, x2, y2, _conf in tracks:
+            if tid is None or tid < 0:
+                continue  # a box the tracker has not confirmed yet belongs to no track
             key = (str(label), int(tid))
             t = self.tracks.get(key)
             if t is None:
