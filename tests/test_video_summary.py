@@ -82,6 +82,7 @@ def test_the_schema_is_narrowed_to_the_prompts_ids(tl):
     schema = S.grounded_summary_schema(["E02", "E04"], max_claims=3)
     ids = schema["$defs"]["Claim"]["properties"]["event_ids"]
     assert ids["items"] == {"enum": ["E02", "E04"]} and ids["maxItems"] == 2 and ids["minItems"] == 1
+    assert schema["$defs"]["Claim"]["properties"]["text"]["minLength"] == 30
     assert schema["properties"]["claims"]["maxItems"] == 3
     assert S.schema_of(S.TimelineSummary)["$defs"]["Claim"]["properties"]["event_ids"]["items"] != ids["items"]
     json.dumps(schema)  # serialisable for every provider

@@ -231,11 +231,18 @@ def fit_timeline(tl: dict[str, TrackEvent], budget_tokens: int, count_tokens: Ca
 # --------------------------------------------------------------------------- the narrowed schema
 
 
-def grounded_summary_schema(ids: Sequence[str], max_claims: int = MAX_CLAIMS, max_ids: int = 2) -> dict[str, Any]:
+def grounded_summary_schema(ids: Sequence[str], max_claims: int = MAX_CLAIMS, max_ids: int = 2,
+                            min_chars: int = 30) -> dict[str, Any]:
     """``TimelineSummary``'s JSON Schema narrowed to one prompt: ``event_ids`` items an enum of the
     ids the prompt shows, so a constrained model can cite only events that exist (and that it was
-    shown). ``max_ids`` per claim is small on purpose: a small model fills a list to its limit."""
+    shown). ``max_ids`` per claim is small on purpose: a small model fills a list to its limit.
+    ``min_chars`` keeps the grammar from closing a claim after "E04 worker 1": SmolLM2-135M copies a
+    timeline line's start and stops; forced on, it copies the rest. (While this notebook was built,
+    on the six clips with its settings, 6 of 18 claims passed the check without it, 10 of 17 with
+    it.) The reply is validated against the pydantic model, which has no minimum."""
     schema = copy.deepcopy(schema_of(TimelineSummary))
+    if min_chars:
+        schema["$defs"]["Claim"]["properties"]["text"]["minLength"] = min_chars
     ids_field = schema["$defs"]["Claim"]["properties"]["event_ids"]
     ids_field["items"] = {"enum": list(ids)}
     ids_field["maxItems"] = max(1, min(max_ids, len(ids)))
