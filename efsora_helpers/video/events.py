@@ -479,7 +479,11 @@ class EventDetector:
                     else:
                         continue
                 elif spell["emitted"]:
-                    if d > self.s["near_clear_m"]:
+                    moving = self._speed(fk, w) > self.s["moving_mps"]
+                    spell["still_since"] = None if moving else (spell.get("still_since") or frame)
+                    # over when they are apart again, or when the forklift has stood still a while (it
+                    # parked beside the worker: moving off again is a new close call)
+                    if d > self.s["near_clear_m"] or (not moving and frame - spell["still_since"] >= self.fps):
                         del self.spells[key]
                         continue
                     spell["closest"], spell["last"] = min(spell["closest"], d), frame
