@@ -330,31 +330,43 @@ _WITHOUT = re.compile(rf"\b(?:without|no|missing|lacking|lacks|not wearing)\s+(?
                       rf"(?:\s+(?:or|and|nor)\s+(?:a\s+)?{_ITEM})?", re.I)
 _WITH = re.compile(rf"\b(?:wearing|with|wears|in)\s+(?:a\s+|an\s+|his\s+|her\s+|their\s+)?{_ITEM}"
                    rf"(?:\s+(?:and|or)\s+(?:a\s+)?{_ITEM})?", re.I)
-_NEGATION = re.compile(r"\b(not|never|nobody|no one|no worker|no workers|none|didn't|did not|doesn't|does not|nothing)\b", re.I)
+_NEGATION = re.compile(r"\b(not|never|nobody|no one|no workers?|none|nothing|didn't|did not|doesn't|does not)\b",
+                       re.I)
 _VIEW = r"(?:view|frame|scene|camera|picture|sight)"
 _ZONE = r"(?:zone|lane)"
-_ENTER = r"(?:enter|enters|entered|entering|entry|entries|walks? into|walked into|moves? into|moved into|steps? into|stepped into|comes? into|came into|drives? into|drove into|goes into|went into|appears?|appeared)"
-_EXIT = r"(?:leaves?|left|leaving|exits?|exited|exiting|walks? out|walked out|goes out|went out|drives? out|drove out|moves? out|moved out)"
+_ENTER = "(?:" + "|".join(("enter", "enters", "entered", "entering", "entry", "entries", "appears?", "appeared",
+                           *(f"{verb} into" for verb in ("walks?", "walked", "moves?", "moved", "steps?", "stepped",
+                                                          "comes?", "came", "drives?", "drove", "goes", "went")))) + ")"
+_EXIT = "(?:" + "|".join(("leaves?", "left", "leaving", "exits?", "exited", "exiting",
+                          *(f"{verb} out" for verb in ("walks?", "walked", "goes", "went", "drives?", "drove", "moves?",
+                                                        "moved")))) + ")"
 # Each phrase names the kinds it can mean; a claim's phrase must meet a cited event's kind.
 _KIND_PHRASES: list[tuple[re.Pattern, frozenset]] = [
     (re.compile(rf"\b{_ENTER}\b[^.;]*?\b{_ZONE}\b", re.I), frozenset({EventKind.ENTER_ZONE})),
     (re.compile(rf"\b{_EXIT}\b[^.;]*?\b{_ZONE}\b", re.I), frozenset({EventKind.EXIT_ZONE})),
-    (re.compile(rf"\b{_ENTER}\b[^.;]*?\b{_VIEW}\b", re.I), frozenset({EventKind.ENTER_FRAME, EventKind.REAPPEARED})),
+    (re.compile(rf"\b{_ENTER}\b[^.;]*?\b{_VIEW}\b", re.I),
+     frozenset({EventKind.ENTER_FRAME, EventKind.REAPPEARED})),
     (re.compile(rf"\b{_EXIT}\b[^.;]*?\b{_VIEW}\b", re.I), frozenset({EventKind.EXIT_FRAME, EventKind.OCCLUDED})),
     (re.compile(rf"\b(stays?|stayed|remains?|remained|spends?|spent|dwell\w*)\b[^.;]*?\b{_ZONE}\b", re.I),
      frozenset({EventKind.ENTER_ZONE, EventKind.EXIT_ZONE})),
     # a bare verb ("and left it at 25.7 s"): the zone or the frame
-    (re.compile(rf"\b{_ENTER}\b", re.I), frozenset({EventKind.ENTER_ZONE, EventKind.ENTER_FRAME, EventKind.REAPPEARED})),
+    (re.compile(rf"\b{_ENTER}\b", re.I),
+     frozenset({EventKind.ENTER_ZONE, EventKind.ENTER_FRAME, EventKind.REAPPEARED})),
     (re.compile(rf"\b{_EXIT}\b", re.I), frozenset({EventKind.EXIT_ZONE, EventKind.EXIT_FRAME})),
-    (re.compile(r"\b(hidden|hides?|occluded|disappears?|disappeared)\b", re.I), frozenset({EventKind.OCCLUDED, EventKind.REAPPEARED})),
+    (re.compile(r"\b(hidden|hides?|occluded|disappears?|disappeared)\b", re.I),
+     frozenset({EventKind.OCCLUDED, EventKind.REAPPEARED})),
     (re.compile(r"\b(reappears?|reappeared|re-appears?|visible again)\b", re.I), frozenset({EventKind.REAPPEARED})),
     (re.compile(r"\b(puts? on|putting on|dons?|donned)\b", re.I), frozenset({EventKind.PUT_ON_PPE})),
-    (re.compile(r"\b(takes? off|took off|taking off|removes?|removed|removing)\b", re.I), frozenset({EventKind.TAKE_OFF_PPE})),
-    (re.compile(r"\b(near[- ]miss(?:es)?|comes? within|came within|close to|nearly hit)\b", re.I), frozenset({EventKind.NEAR_MISS})),
-    (re.compile(r"\b(starts? breaking|violat\w*)\b", re.I), frozenset({EventKind.VIOLATION_START, EventKind.VIOLATION_END})),
+    (re.compile(r"\b(takes? off|took off|taking off|removes?|removed|removing)\b", re.I),
+     frozenset({EventKind.TAKE_OFF_PPE})),
+    (re.compile(r"\b(near[- ]miss(?:es)?|comes? within|came within|close to|nearly hit)\b", re.I),
+     frozenset({EventKind.NEAR_MISS})),
+    (re.compile(r"\b(starts? breaking|violat\w*)\b", re.I),
+     frozenset({EventKind.VIOLATION_START, EventKind.VIOLATION_END})),
     (re.compile(r"\bstops? breaking\b", re.I), frozenset({EventKind.VIOLATION_END})),
 ]
-_LABEL_WORD = {"worker": ObjectClass.PERSON, **{str(c): c for c in (ObjectClass.PERSON, ObjectClass.FORKLIFT, ObjectClass.PALLET)}}
+_LABEL_WORD = {"worker": ObjectClass.PERSON,
+               **{str(c): c for c in (ObjectClass.PERSON, ObjectClass.FORKLIFT, ObjectClass.PALLET)}}
 
 
 def _item(word: str) -> ObjectClass:
@@ -390,13 +402,16 @@ class ClaimCheck:
         return not self.problems
 
 
-def check_claim(claim: Claim, tl: dict[str, TrackEvent], time_tol_s: float = 0.2, dist_tol_m: float = 0.15) -> ClaimCheck:
+def check_claim(claim: Claim, tl: dict[str, TrackEvent], time_tol_s: float = 0.2,
+                dist_tol_m: float = 0.15) -> ClaimCheck:
     """Read ``claim`` against the events it cites. Problems: no event, an unknown id, an actor, time,
     duration, distance, kind, zone or PPE state that no cited event has, a negation (events record
     what happened, so "did not" contradicts the event it cites), a number nothing explains, or no
-    kind of event named at all (then nothing about what happened can be checked). Cited events that the claim does not describe (another actor, kind or
-    time) are not problems but ``extra_ids``: :func:`verified` drops them from the citation.
-    ``time_tol_s``: the timeline is written to 0.1 s, so a copied time is within 0.05 s."""
+    kind of event named at all (then nothing about what happened can be checked). The actor, the
+    kind and the time must come from one and the same cited event. Cited events that the claim does
+    not describe (another actor, kind or time) are not problems but ``extra_ids``: :func:`verified`
+    drops them from the citation. ``time_tol_s``: the timeline is written to 0.1 s (a copied time
+    is within 0.05 s); the rest allows for a pipeline's unrounded times."""
     out = ClaimCheck(claim)
     ids = list(dict.fromkeys(claim.event_ids))
     unknown = [i for i in ids if i not in tl]
