@@ -473,12 +473,18 @@ def _detect_call(detector, images, confidence, delay_s):
 
 def analyze(source, detector=None, **kwargs) -> StreamResult:
     """:func:`run_stream` from synchronous code (a script, the command line). ``detector`` None: the
-    shipped one, ``Detector("safetyscenes")``."""
+    shipped one, ``Detector("safetyscenes")``. Inside a running event loop (a notebook) the pipeline
+    runs on its own loop in a helper thread; there, ``await run_stream(...)`` is the direct way."""
     if detector is None:
         from ..perception.models import Detector
 
         detector = Detector("safetyscenes")
-    return asyncio.run(run_stream(source, detector, **kwargs))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run_stream(source, detector, **kwargs))
+    with ThreadPoolExecutor(1, thread_name_prefix="analyze") as pool:
+        return pool.submit(asyncio.run, run_stream(source, detector, **kwargs)).result()
 
 
 def resolve_clip(clip: str, zones_path=None) -> tuple[Path, dict, str, dict]:
