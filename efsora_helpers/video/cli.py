@@ -74,7 +74,8 @@ def _analyze(args) -> int:
     with tqdm(total=total, unit="frame", desc=name, disable=None, file=sys.stderr) as bar:
         result = analyze(path, zones=zones, config=cfg, name=name, event_settings=settings,
                          on_frame=lambda i: bar.update())
-    text = result.video.model_dump_json(indent=2)
+    # the same JSON with or without --annotated: tracks and events (the kept frames only feed the drawing)
+    text = result.video.model_copy(update={"frames": []}).model_dump_json(indent=2)
     if args.annotated is not None:
         n = write_annotated(path, result.video, args.annotated)
         print(f"wrote {args.annotated} ({n} frames, heads blurred)")
