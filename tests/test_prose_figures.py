@@ -61,6 +61,7 @@ ALLOWED = {
     "notebooks/finetuning/05_lora.ipynb": {
         "2106.09685", "2305.14314", "2104.08691",  # arXiv identifiers of the papers cited
         "0.37",  # QLoRA paper: bits per parameter double quantisation saves (Dettmers et al. 2023)
+        "0.50",  # the bitsandbytes release (0.50) whose CPU repacking breaks gradients
     },
     "notebooks/reasoner/06_injection_and_cost.ipynb": {
         "4.5", "4.6", "2.5",  # model versions (Claude 4.5/4.6, Gemini 2.5)
