@@ -146,6 +146,19 @@ for _asset in (
         how_to_get=("git checkout -- data/models/safetyscenes-yolov8n-seg.pt, or retrain (about 40 min on 2 CPU "
                     "cores after the detector): the commands are in data/models/README.md"),
     ),
+    Asset(
+        name="smollm2-135m-warehouse-lora",
+        kind="trained",
+        description=("LoRA adapter for SmolLM2-135M-Instruct trained on SafetyScenes instruction data (chapter 4; "
+                     "model card: data/models/smollm2-135m-warehouse/README.md)"),
+        chapters=(2, 4),
+        license="Apache-2.0 (the base model's; trained by the book)",
+        path="data/models/smollm2-135m-warehouse",
+        sha256="023292065e6a1105bd92d0a4a05bf30f18370dbd41209df376d745d43013cd5f",
+        size=7413594,
+        how_to_get=("git checkout -- data/models/smollm2-135m-warehouse, or retrain (about 25 min on one CPU "
+                    "thread): the command is in its model card"),
+    ),
     # --- official downloads (online only) -----------------------------------------------------
     Asset(
         name="yolov8n-coco",

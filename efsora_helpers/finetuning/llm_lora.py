@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..llm.local import TUNED_MODEL_ID
+
 #: Target sets compared in the notebook: the projections of attention, then every linear layer.
 TARGETS: dict[str, tuple[str, ...]] = {
     "q,v": ("q_proj", "v_proj"),
@@ -43,7 +45,15 @@ TARGETS: dict[str, tuple[str, ...]] = {
 }
 QUANTIZATIONS = ("none", "nf4")
 DTYPES = ("float32", "bfloat16")
-ADAPTER_MODEL_ID = "smollm2-135m-warehouse"
+ADAPTER_MODEL_ID = TUNED_MODEL_ID  # the local provider's id for the tuned model
+ADAPTER_ASSET = "smollm2-135m-warehouse-lora"
+
+
+def shipped_adapter_dir() -> Path:
+    """The adapter the book ships (a registered asset with a card), trained by ``efsora finetune lora``."""
+    from ..assets import get_asset
+
+    return Path(get_asset(ADAPTER_ASSET))
 
 
 # ---- the update written out ----------------------------------------------------------------------
@@ -380,6 +390,14 @@ def save_adapter(model, out_dir: str | Path) -> dict[str, Any]:
     """The adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``): its files and size."""
     out_dir = Path(out_dir)
     model.save_pretrained(str(out_dir))
+    config_path = out_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    from ..llm.local import dequantised_dir
+
+    if config.get("base_model_name_or_path") == str(dequantised_dir()):
+        # PEFT records the local folder the base was loaded from; a shipped card names the model instead
+        config["base_model_name_or_path"] = "HuggingFaceTB/SmolLM2-135M-Instruct"
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
     return {"dir": str(out_dir), "files": files, "mb": sum(files.values()) / 1e6}
 

@@ -95,6 +95,8 @@ MODELS: dict[tuple[str, str], ModelInfo] = {
     for m in (
         ModelInfo("local", "smollm2-135m-instruct", 8192, 0.0, 0.0, as_of="",
                   note="runs on your CPU: no per-token price, you pay in latency"),
+        ModelInfo("local", "smollm2-135m-warehouse", 8192, 0.0, 0.0, as_of="",
+                  note="SmolLM2-135M-Instruct with chapter 4's LoRA adapter (data/models/smollm2-135m-warehouse)"),
         ModelInfo("openai", "gpt-6-luna", 1_050_000, 0.10, 0.50, 0.01, 0.125, vision=True, as_of="2026-09-22",
                   note="cache writes billed at 1.25x input", cache_min_tokens=1024,
                   source="https://developers.openai.com/api/docs/models/gpt-6-luna; caching minimum: "

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 ASSET = "smollm2-135m-instruct-q4"
 MODEL_ID = "smollm2-135m-instruct"
+TUNED_MODEL_ID = "smollm2-135m-warehouse"  # the same model with chapter 4's LoRA adapter baked in
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Iterator
 
 from .base import Provider
 from .errors import ContextWindowError
-from .local import MODEL_ID
+from .local import MODEL_ID, TUNED_MODEL_ID
 from .ort_runtime import load_default_model
 from .types import ChatRequest, ChatResponse, Message, StreamEvent, ToolCall, ToolSpec, Usage, schema_instruction
 
@@ -126,7 +126,14 @@ class LocalProvider(Provider):
     def __init__(self, model: str = MODEL_ID, repetition_penalty: float = 1.1):
         self.model_id = model
         self.repetition_penalty = repetition_penalty
-        self.llm = load_default_model()  # onnxruntime-genai; EFSORA_LLM_RUNTIME=transformers: the loop
+        if model == TUNED_MODEL_ID:
+            # chapter 4's LoRA adapter baked into the fast runtime (built once, cached), at fp32: the
+            # precision its before/after evaluation used
+            from ..finetuning.llm_lora import adapter_runtime, shipped_adapter_dir
+
+            self.llm = adapter_runtime(shipped_adapter_dir(), "fp32")
+        else:
+            self.llm = load_default_model()  # onnxruntime-genai; EFSORA_LLM_RUNTIME=transformers: the loop
 
     def count_tokens(self, text: str) -> int:
         return self.llm.count_tokens(text)
