@@ -154,8 +154,8 @@ for _asset in (
         chapters=(2, 4),
         license="Apache-2.0 (the base model's; trained by the book)",
         path="data/models/smollm2-135m-warehouse",
-        sha256="023292065e6a1105bd92d0a4a05bf30f18370dbd41209df376d745d43013cd5f",
-        size=7413594,
+        sha256="d42399d09e2f5a50e2b58c776d774341c860e4bd2036a7a79cff6c0529639ffd",
+        size=7416014,
         how_to_get=("git checkout -- data/models/smollm2-135m-warehouse, or retrain (about 25 min on one CPU "
                     "thread): the command is in its model card"),
     ),

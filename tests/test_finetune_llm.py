@@ -266,3 +266,18 @@ def test_chapter_2_reasoner_runs_on_the_adapted_model(base_model, scratch_dir):
     assert client.label == "local/smollm2-135m-warehouse"
     answers = evaluate(lambda: VisualReasoner(client), load_eval_set()[:2], progress=False)
     assert all(a.valid and a.error is None for a in answers)
+
+
+def test_shipped_adapter_is_a_registered_asset_with_a_card():
+    from efsora_helpers.finetuning.llm_lora import ADAPTER_MODEL_ID, shipped_adapter_dir
+    from efsora_helpers.llm.catalog import model_info
+
+    folder = shipped_adapter_dir()  # checks the sha256 of the whole folder
+    names = {p.name for p in folder.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "metrics.json", "train_log.jsonl"} <= names
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["best_val_loss"] < metrics["initial_val_loss"]
+    assert "model card" in (folder / "README.md").read_text()
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+        "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert model_info("local", ADAPTER_MODEL_ID).input_per_mtok == 0.0
