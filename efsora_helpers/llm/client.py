@@ -49,13 +49,14 @@ class RetryPolicy:
 
 
 def make_provider(name: str, base_url: str | None = None, api_key: str | None = None,
-                  timeout: float = 60.0) -> Provider:
-    """The adapter for a provider name; raises :class:`MissingKeyError` before any network call."""
+                  timeout: float = 60.0, model: str | None = None) -> Provider:
+    """The adapter for a provider name; raises :class:`MissingKeyError` before any network call.
+    ``model`` matters only for the local provider, whose model ids are different weights."""
     info = catalog.provider_info(name)
     if info.kind == "local":
         from .local_provider import LocalProvider
 
-        return LocalProvider()
+        return LocalProvider(model) if model else LocalProvider()
     key = api_key or (os.environ.get(info.key_variable) if info.key_variable else None)
     if info.any_model:
         base_url = base_url or os.environ.get(info.env_base_url or "")
@@ -89,7 +90,7 @@ class LLMClient:
                 f"provider {self.provider_name!r} has no default model: pass model=... or set "
                 f"{catalog.MODEL_VARIABLE} (the id your server serves)")
         self.model_info = catalog.model_info(self.provider_name, self.model)
-        self.adapter = adapter or make_provider(self.provider_name, base_url, api_key, timeout)
+        self.adapter = adapter or make_provider(self.provider_name, base_url, api_key, timeout, self.model)
         self.retry = retry or RetryPolicy()
         self.cache = cache
         self.calls: list[ChatResponse] = []
