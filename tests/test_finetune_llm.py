@@ -281,3 +281,14 @@ def test_shipped_adapter_is_a_registered_asset_with_a_card():
     assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == \
         "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert model_info("local", ADAPTER_MODEL_ID).input_per_mtok == 0.0
+
+
+@pytest.mark.slow
+def test_local_provider_serves_the_tuned_model_by_its_id():
+    from efsora_helpers.finetuning.llm_lora import ADAPTER_MODEL_ID
+    from efsora_helpers.llm import LLMClient
+
+    client = LLMClient("local", model=ADAPTER_MODEL_ID)
+    assert client.adapter.model_id == ADAPTER_MODEL_ID
+    assert ADAPTER_MODEL_ID in client.adapter.llm.path.name  # the adapted build, not the base model
+    assert LLMClient("local").adapter.model_id != ADAPTER_MODEL_ID
