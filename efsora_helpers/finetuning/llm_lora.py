@@ -689,9 +689,5 @@ def adapted_client(adapter_dir: str | Path, precision: str = "fp32", cache_dir: 
     from ..llm.client import LLMClient
     from ..llm.local_provider import LocalProvider
 
-    provider = LocalProvider.__new__(LocalProvider)  # LocalProvider.__init__ loads the base runtime
-    provider.model_id, provider.repetition_penalty = ADAPTER_MODEL_ID, 1.1
-    provider.llm = adapter_runtime(adapter_dir, precision, cache_dir=cache_dir)
-    client = LLMClient("local", adapter=provider)
-    client.model = ADAPTER_MODEL_ID  # the catalog's price entry (free) stays the base model's
-    return client
+    provider = LocalProvider(ADAPTER_MODEL_ID, adapter_dir=adapter_dir, precision=precision, cache_dir=cache_dir)
+    return LLMClient("local", ADAPTER_MODEL_ID, adapter=provider)

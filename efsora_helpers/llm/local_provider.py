@@ -123,15 +123,17 @@ def to_chat_dicts(messages: list[Message], tools: list[ToolSpec] | None = None) 
 class LocalProvider(Provider):
     name = "local"
 
-    def __init__(self, model: str = MODEL_ID, repetition_penalty: float = 1.1):
+    def __init__(self, model: str = MODEL_ID, repetition_penalty: float = 1.1, adapter_dir=None,
+                 precision: str = "fp32", cache_dir=None):
+        """``model=TUNED_MODEL_ID`` serves chapter 4's shipped LoRA adapter; ``adapter_dir`` any other
+        adapter folder. An adapter is baked into the fast runtime (built once, cached) at ``precision``:
+        fp32 by default, the precision its before/after evaluation used."""
         self.model_id = model
         self.repetition_penalty = repetition_penalty
-        if model == TUNED_MODEL_ID:
-            # chapter 4's LoRA adapter baked into the fast runtime (built once, cached), at fp32: the
-            # precision its before/after evaluation used
+        if adapter_dir is not None or model == TUNED_MODEL_ID:
             from ..finetuning.llm_lora import adapter_runtime, shipped_adapter_dir
 
-            self.llm = adapter_runtime(shipped_adapter_dir(), "fp32")
+            self.llm = adapter_runtime(adapter_dir or shipped_adapter_dir(), precision, cache_dir=cache_dir)
         else:
             self.llm = load_default_model()  # onnxruntime-genai; EFSORA_LLM_RUNTIME=transformers: the loop
 

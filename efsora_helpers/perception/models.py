@@ -83,13 +83,20 @@ class Detector(_YoloStage):
 
     def detect(self, bgr: np.ndarray, confidence: float = 0.25, iou: float = 0.7, scale: float = 1.0,
                first_id: int = 0) -> list[DetectedObject]:
-        r = self.predict(bgr, confidence, iou)
+        return self._objects(self.predict(bgr, confidence, iou), scale, first_id)
+
+    def detect_batch(self, images: list[np.ndarray], confidence: float = 0.25,
+                     iou: float = 0.7) -> list[list[DetectedObject]]:
+        """:meth:`detect` on several frames in one model call (chapter 5's stream batches frames)."""
+        results = self.model.predict(images, imgsz=self.imgsz, conf=confidence, iou=iou, device=self.device,
+                                     verbose=False)
+        return [self._objects(r) for r in results]
+
+    def _objects(self, r, scale: float = 1.0, first_id: int = 0) -> list[DetectedObject]:
         boxes = r.boxes.xyxy.cpu().numpy() / scale
-        out = []
-        for k, (box, conf, cls) in enumerate(zip(boxes, r.boxes.conf.tolist(), r.boxes.cls.tolist())):
-            out.append(DetectedObject(id=first_id + k, label=self.names[int(cls)], confidence=round(conf, 4),
-                                      bbox=[round(float(v), 1) for v in box]))
-        return out
+        return [DetectedObject(id=first_id + k, label=self.names[int(cls)], confidence=round(conf, 4),
+                               bbox=[round(float(v), 1) for v in box])
+                for k, (box, conf, cls) in enumerate(zip(boxes, r.boxes.conf.tolist(), r.boxes.cls.tolist()))]
 
 
 class Segmenter(_YoloStage):

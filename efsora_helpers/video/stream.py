@@ -221,16 +221,11 @@ class Sampler:
 # ---- detection -----------------------------------------------------------------------------------
 
 def detect_many(detector, images: list[np.ndarray], confidence: float) -> list[list[DetectedObject]]:
-    """The detector on several frames. An ultralytics-backed :class:`~efsora_helpers.perception.models.Detector`
-    gets them as one batched call; any other object with ``detect(image, confidence=)`` one by one."""
-    model = getattr(detector, "model", None)
-    if len(images) > 1 and model is not None and hasattr(detector, "imgsz"):
-        results = model.predict(images, imgsz=detector.imgsz, conf=confidence, iou=0.7, device=detector.device,
-                                verbose=False)
-        return [[DetectedObject(id=k, label=detector.names[int(c)], confidence=round(p, 4),
-                                bbox=[round(float(v), 1) for v in box])
-                 for k, (box, p, c) in enumerate(zip(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.tolist(),
-                                                     r.boxes.cls.tolist()))] for r in results]
+    """The detector on several frames: one batched call when it has ``detect_batch`` (the book's
+    :class:`~efsora_helpers.perception.models.Detector`); any other object with
+    ``detect(image, confidence=)`` one by one."""
+    if len(images) > 1 and hasattr(detector, "detect_batch"):
+        return detector.detect_batch(images, confidence=confidence)
     return [detector.detect(img, confidence=confidence) for img in images]
 
 
