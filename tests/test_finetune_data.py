@@ -142,3 +142,17 @@ def test_grid_runs_a_tiny_transfer_and_writes_a_row(tmp_path):
     assert list(row) == FIELDS and row["strategy"] == "head_only" and row["freeze"] == "22"
     assert 0.0 <= float(row["map50"]) <= 1.0 and float(row["train_s_per_epoch"]) > 0
     json.dumps(rows)
+
+
+def test_the_grid_budget_is_fixed_in_images_not_epochs():
+    from efsora_helpers.finetuning.detect_grid import STRATEGIES, epochs_for, run_grid
+
+    assert [epochs_for(n, 2400) for n in (25, 50, 100, 200)] == [96, 48, 24, 12]
+    assert {n * epochs_for(n, 2400) for n in (25, 50, 100, 200)} == {2400}
+    assert epochs_for(5000, 2400) == 1
+    with pytest.raises(ValueError, match="either epochs or image_passes"):
+        run_grid(["scratch"], [25], epochs=3, image_passes=2400)
+    with pytest.raises(ValueError, match="either epochs or image_passes"):
+        run_grid(["scratch"], [25])
+    # only random weights get ultralytics' bias-lr kick
+    assert {s.name for s in STRATEGIES.values() if s.warmup_bias_lr > 0} == {"scratch"}

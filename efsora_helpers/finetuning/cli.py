@@ -38,12 +38,16 @@ def _cv_commands(s) -> None:
     g.add_argument("--strategies", default="scratch,finetune_all,freeze_backbone,head_only",
                    help="comma-separated, from: scratch, finetune_all, freeze_backbone, head_only")
     g.add_argument("--sizes", default="25,50,100,200", help="comma-separated numbers of labelled training scenes")
-    g.add_argument("--epochs", type=int, default=30)
-    g.add_argument("--imgsz", type=int, default=640)
+    budget = g.add_mutually_exclusive_group()
+    budget.add_argument("--image-passes", type=int, default=2400,
+                        help="the fixed budget: every run sees this many training images (epochs = passes / size)")
+    budget.add_argument("--epochs", type=int, help="instead: the same number of epochs at every size")
+    g.add_argument("--imgsz", type=int, default=416, help="416: the size the shipped detector was trained at")
     g.add_argument("--batch", type=int, default=16)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--data", type=Path, help="prepared task folder (default: $EFSORA_HOME/finetuning/detect-task)")
     g.add_argument("--results", type=Path, help="CSV to append to (default: benchmarks/results/finetune_detect_grid.csv)")
+    g.add_argument("--keep-runs", action="store_true", help="keep every run's weights (default: delete them)")
     g.add_argument("--init", help="start the transfer strategies from these weights instead of the shipped "
                                   "detector (online: yolov8n.pt, the official COCO weights)")
     g.set_defaults(func=_cv_grid)
@@ -81,8 +85,9 @@ def _cv_grid(args) -> int:
 
     setup(quiet=True)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    run_grid(strategies, _int_list(args.sizes, "sizes"), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
-             seed=args.seed, root=args.data, results=args.results, init=args.init)
+    run_grid(strategies, _int_list(args.sizes, "sizes"), epochs=args.epochs,
+             image_passes=None if args.epochs else args.image_passes, imgsz=args.imgsz, batch=args.batch,
+             seed=args.seed, root=args.data, results=args.results, init=args.init, keep_runs=args.keep_runs)
     return 0
 
 

@@ -13,6 +13,13 @@ and copies every tensor whose shape still fits (the box branch and all but the l
 Online, ``--init yolov8n.pt`` starts from the official COCO weights instead; offline nothing is
 downloaded: the scratch model is built from the yaml.
 
+**A fixed compute budget.** Every run sees the same number of training images (``image_passes``;
+epochs = passes / n, rounded), so a size's row differs from another's by the data, not by the
+optimiser steps it was given: 25 scenes get 8x the epochs of 200. Warmup is a fraction of the run,
+and the transferred strategies start their bias learning rate at lr0 rather than ultralytics' 0.1
+(``warmup_bias_lr``), which is meant for random weights (ultralytics itself sets it to 0 when it
+picks AdamW for you); ``notebooks/finetuning/02_transfer.ipynb`` measures what the kick costs.
+
 Every run appends one row to ``benchmarks/results/finetune_detect_grid.csv``: strategy, size,
 epochs, image size, schedule (optimizer, lr0, lrf, cosine, warmup), mAP50 and mAP50-95 on the
 test split, AP50 per class, wall time (with ultralytics' validation after the last epoch) and the
@@ -45,22 +52,23 @@ class Strategy:
     init: str | None  # weights to start from; None = the architecture yaml (random weights)
     freeze: int | None  # ultralytics ``freeze``: the first N modules of model.model get no gradient
     lr0: float
-    warmup_epochs: float
+    warmup_fraction: float  # of the run's epochs
     description: str
+    warmup_bias_lr: float = 0.0  # ultralytics' default 0.1 suits random weights only
     lrf: float = 0.1  # final learning rate = lr0 * lrf
     cos_lr: bool = True
     optimizer: str = "AdamW"  # explicit: "auto" would ignore lr0 and pick its own
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
-    Strategy("scratch", None, None, 2e-3, 3.0, "yolov8n.yaml from random weights"),
-    Strategy("finetune_all", SHIPPED, None, 1e-3, 1.0, "shipped detector, all layers trained"),
-    Strategy("freeze_backbone", SHIPPED, 10, 1e-3, 1.0, "shipped detector, backbone (layers 0-9) frozen"),
+    Strategy("scratch", None, None, 2e-3, 0.1, "yolov8n.yaml from random weights", warmup_bias_lr=0.1),
+    Strategy("finetune_all", SHIPPED, None, 1e-3, 0.05, "shipped detector, all layers trained"),
+    Strategy("freeze_backbone", SHIPPED, 10, 1e-3, 0.05, "shipped detector, backbone (layers 0-9) frozen"),
     Strategy("head_only", SHIPPED, 22, 2e-3, 0.0, "shipped detector, only the Detect head (layer 22) trained"),
 )}
 
 FIELDS = ["strategy", "n_train", "epochs", "imgsz", "batch", "seed", "init", "freeze", "optimizer", "lr0", "lrf",
-          "cos_lr", "warmup_epochs", "map50", "map50_95", *[f"ap50_{c}" for c in FINETUNE_CLASSES],
+          "cos_lr", "warmup_epochs", "warmup_bias_lr", "image_passes", "map50", "map50_95", *[f"ap50_{c}" for c in FINETUNE_CLASSES],
           "wall_s", "train_s_per_epoch", "machine", "ultralytics"]
 
 
@@ -89,7 +97,8 @@ def train_one(strategy: Strategy, data_yaml: Path, epochs: int, imgsz: int, batc
         data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, deterministic=True, device="cpu",
         workers=0, amp=False, plots=False, verbose=False, val=False, project=str(project), name=name, exist_ok=True,
         pretrained=start_from is not None, freeze=strategy.freeze, optimizer=strategy.optimizer, lr0=strategy.lr0,
-        lrf=strategy.lrf, cos_lr=strategy.cos_lr, warmup_epochs=strategy.warmup_epochs,
+        lrf=strategy.lrf, cos_lr=strategy.cos_lr, warmup_epochs=round(strategy.warmup_fraction * epochs, 3),
+        warmup_bias_lr=strategy.warmup_bias_lr,
         close_mosaic=max(1, epochs // 5), **data.train_augmentation(),
     )
     wall = time.perf_counter() - start
@@ -110,17 +119,26 @@ def evaluate(weights: Path, data_yaml: Path, imgsz: int, split: str = "test") ->
     return {"map50": float(box.map50), "map50_95": float(box.map), "per_class_ap50": per_class}
 
 
-def run_grid(strategies: list[str], sizes: list[int], epochs: int, imgsz: int, batch: int = 16, seed: int = 0,
-             root: Path | None = None, results: Path | None = None, init: str | None = None,
-             keep_runs: bool = False, task_sizes: dict[str, int] | None = None, log=print) -> list[dict]:
-    """Train and evaluate every (strategy, size); append a row per run to ``results``. The task is
-    prepared first (``data.prepare``; ``task_sizes`` defaults to 200 / 50 / 50, more training scenes
-    if a size asks for them)."""
+def epochs_for(n: int, image_passes: int) -> int:
+    """Epochs that show ``n`` scenes about ``image_passes`` times in all (at least one epoch)."""
+    return max(1, round(image_passes / n))
+
+
+def run_grid(strategies: list[str], sizes: list[int], epochs: int | None = None, imgsz: int = 416,
+             batch: int = 16, seed: int = 0, root: Path | None = None, results: Path | None = None,
+             init: str | None = None, keep_runs: bool = False, task_sizes: dict[str, int] | None = None,
+             image_passes: int | None = None, log=print) -> list[dict]:
+    """Train and evaluate every (strategy, size); append a row per run to ``results``. Give either
+    ``image_passes`` (the fixed budget: epochs = passes / size) or ``epochs`` (the same for every
+    size). The task is prepared first (``data.prepare``; ``task_sizes`` defaults to 200 / 50 / 50,
+    more training scenes if a size asks for them)."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
-    if any(n < 1 for n in sizes) or epochs < 1 or imgsz < 32:
-        raise ValueError("sizes and epochs must be positive and imgsz at least 32")
+    if (epochs is None) == (image_passes is None):
+        raise ValueError("give either epochs or image_passes (the fixed budget), not both or neither")
+    if any(n < 1 for n in sizes) or (epochs or image_passes) < 1 or imgsz < 32:
+        raise ValueError("sizes, epochs and image passes must be positive and imgsz at least 32")
     from importlib.metadata import version
 
     root = Path(root or data.default_root())
@@ -135,14 +153,16 @@ def run_grid(strategies: list[str], sizes: list[int], epochs: int, imgsz: int, b
     rows = []
     for n in sizes:
         subset = data.train_subset_yaml(root, n)
+        run_epochs = epochs if image_passes is None else epochs_for(n, image_passes)
         for name in strategies:
             strategy = STRATEGIES[name]
-            weights, wall, epoch_s = train_one(strategy, subset, epochs, imgsz, batch, seed, project, init)
+            weights, wall, epoch_s = train_one(strategy, subset, run_epochs, imgsz, batch, seed, project, init)
             scores = evaluate(weights, test_yaml, imgsz)
-            row = {"strategy": name, "n_train": n, "epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": seed,
+            row = {"strategy": name, "n_train": n, "epochs": run_epochs, "imgsz": imgsz, "batch": batch, "seed": seed,
                    "init": init or strategy.init or "yolov8n.yaml", "freeze": strategy.freeze,
                    "optimizer": strategy.optimizer, "lr0": strategy.lr0, "lrf": strategy.lrf, "cos_lr": strategy.cos_lr,
-                   "warmup_epochs": strategy.warmup_epochs, "map50": round(scores["map50"], 4),
+                   "warmup_epochs": round(strategy.warmup_fraction * run_epochs, 3),
+                   "warmup_bias_lr": strategy.warmup_bias_lr, "image_passes": n * run_epochs, "map50": round(scores["map50"], 4),
                    "map50_95": round(scores["map50_95"], 4),
                    **{f"ap50_{c}": round(v, 4) for c, v in scores["per_class_ap50"].items()},
                    "wall_s": round(wall, 1), "train_s_per_epoch": round(sum(epoch_s) / max(1, len(epoch_s)), 2),
