@@ -156,3 +156,39 @@ def test_the_grid_budget_is_fixed_in_images_not_epochs():
         run_grid(["scratch"], [25])
     # only random weights get ultralytics' bias-lr kick
     assert {s.name for s in STRATEGIES.values() if s.warmup_bias_lr > 0} == {"scratch"}
+
+
+@pytest.mark.slow
+def test_ship_picks_on_validation_strips_and_writes_a_card(tmp_path):
+    from efsora_helpers.env import setup
+    from efsora_helpers.finetuning.detect_grid import run_grid
+    from efsora_helpers.finetuning.detect_ship import candidates, ship
+
+    setup(quiet=True)
+    results, root = tmp_path / "grid.csv", tmp_path / "task"
+    with pytest.raises(FileNotFoundError, match="detect-grid --keep-runs"):
+        candidates(results, root / "runs")
+    run_grid(["head_only", "freeze_backbone"], [4], epochs=1, imgsz=64, batch=4, root=root, results=results,
+             task_sizes={"train": 4, "val": 2, "test": 2}, keep_runs=True, log=lambda *_: None)
+    assert len(candidates(results, root / "runs")) == 2
+    out = tmp_path / "models" / "best.pt"
+    lines = []
+    record = ship(results, root, out, log=lines.append)
+    import torch
+
+    assert torch.load(out, map_location="cpu", weights_only=False).get("optimizer") is None
+    assert len(record["selection"]) == 2 and "validation" in record["selected_by"]
+    best_val = max(r["val_map50_95"] for r in record["selection"])
+    assert any(r["strategy"] == record["run"]["strategy"] and r["val_map50_95"] == best_val for r in record["selection"])
+    assert json.loads(out.with_suffix(".json").read_text())["sha256"] == record["sha256"]
+    text = out.with_suffix(".md").read_text()
+    assert record["sha256"] in text and "| head_only | 4 |" in text
+
+
+def test_ship_without_kept_runs_says_what_to_do(tmp_path):
+    from efsora_helpers.finetuning.detect_ship import candidates
+
+    grid = tmp_path / "grid.csv"
+    grid.write_text("strategy,n_train,map50_95\nscratch,25,0.0\n")
+    with pytest.raises(FileNotFoundError, match="--keep-runs"):
+        candidates(grid, tmp_path / "runs")

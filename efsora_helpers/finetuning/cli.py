@@ -51,6 +51,12 @@ def _cv_commands(s) -> None:
     g.add_argument("--init", help="start the transfer strategies from these weights instead of the shipped "
                                   "detector (online: yolov8n.pt, the official COCO weights)")
     g.set_defaults(func=_cv_grid)
+    sh = s.add_parser("detect-ship", help="pick the grid's best kept run on the validation split and ship it "
+                                          "as data/models/safetyscenes9-yolov8n-det.pt with its card")
+    sh.add_argument("--results", type=Path, help="grid CSV (default: benchmarks/results/finetune_detect_grid.csv)")
+    sh.add_argument("--data", type=Path, help="prepared task folder (default: $EFSORA_HOME/finetuning/detect-task)")
+    sh.add_argument("--out", type=Path, help="weights to write (default: data/models/safetyscenes9-yolov8n-det.pt)")
+    sh.set_defaults(func=_cv_ship)
 
 
 def _cv_data(args) -> int:
@@ -88,6 +94,15 @@ def _cv_grid(args) -> int:
     run_grid(strategies, _int_list(args.sizes, "sizes"), epochs=args.epochs,
              image_passes=None if args.epochs else args.image_passes, imgsz=args.imgsz, batch=args.batch,
              seed=args.seed, root=args.data, results=args.results, init=args.init, keep_runs=args.keep_runs)
+    return 0
+
+
+def _cv_ship(args) -> int:
+    from ..env import setup
+    from .detect_ship import ship
+
+    setup(quiet=True)
+    ship(args.results, args.data, args.out)
     return 0
 
 
