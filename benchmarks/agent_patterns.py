@@ -6,6 +6,10 @@ keeps what it finished) and a summary with date, machine and load to agent_patte
 nothing about the model: it measures it. Notebook: notebooks/agent/05_patterns.ipynb.
 Run: OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/agent_patterns.py [--provider local]
      [--patterns react plan_execute] [--tasks ID ...] [--kinds injection ...] [--out CSV]
+     [--model smollm2-135m-warehouse] [--precision fp32]
+Chapter 4's tuned model against the base at the same precision (agent_patterns_tuned.csv):
+     --model smollm2-135m-instruct --precision fp32 --out A.csv, --model smollm2-135m-warehouse
+     --out B.csv, then --merge A.csv B.csv --out benchmarks/results/agent_patterns_tuned.csv
 """
 
 import argparse
@@ -21,11 +25,18 @@ import efsora_helpers as eh
 from efsora_helpers.agent.evaluate import RESULT_COLUMNS, evaluate, results_path, summarise
 from efsora_helpers.agent.patterns import DEFAULT_STEPS, PATTERNS
 from efsora_helpers.agent.tasks import load_tasks
+from efsora_helpers.llm.ort_runtime import PRECISION, PRECISION_VARIABLE, PRECISIONS
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--provider", default=None, help="local (default) or a hosted provider with a key")
+    ap.add_argument("--model", default=None,
+                    help="a model id of the provider other than its default (local: smollm2-135m-warehouse, "
+                         "chapter 4's tuned model); rows then name it as provider/model")
+    ap.add_argument("--precision", default=None, choices=PRECISIONS,
+                    help=f"the local base model's onnxruntime-genai precision (default {PRECISION}); the tuned "
+                         "model is served at fp32 only")
     ap.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=PATTERNS)
     ap.add_argument("--tasks", nargs="+", help="task ids (default: all)")
     ap.add_argument("--kinds", nargs="+", help="only these task kinds")
@@ -38,12 +49,29 @@ def main(argv=None) -> int:
         return merge(args.merge, args.out or results_path())
 
     eh.setup(chapter="agent", quiet=True)
-    from efsora_helpers.llm.catalog import default_model, resolve_provider
+    from efsora_helpers.llm.catalog import default_model, model_info, resolve_provider
+    from efsora_helpers.llm.errors import UnknownModelError
+    from efsora_helpers.llm.local import TUNED_MODEL_ID
 
     provider = resolve_provider(args.provider)
+    if args.model:
+        try:
+            model_info(provider, args.model)
+        except UnknownModelError as exc:
+            ap.error(str(exc))
+    if args.precision and (provider != "local" or args.model == TUNED_MODEL_ID) and args.precision != "fp32":
+        ap.error(f"--precision {args.precision}: only the local base model has other precisions "
+                 f"({TUNED_MODEL_ID} is served at fp32)")
+    if args.precision:
+        # Read when the base model loads (ort_runtime.load_runtime_model), as finetune_llm_eval does.
+        os.environ[PRECISION_VARIABLE] = args.precision
+    model = args.model or default_model(provider)
+    precision = (("fp32" if model == TUNED_MODEL_ID else os.environ.get(PRECISION_VARIABLE) or PRECISION)
+                 if provider == "local" else None)
     out = args.out or results_path()
-    if provider != "local" and args.out is None:
-        out = out.with_name(f"agent_patterns_{provider}.csv")
+    if args.out is None and (provider != "local" or args.model or args.precision):
+        out = out.with_name("_".join(["agent_patterns", provider, *([args.model] if args.model else []),
+                                      *([args.precision] if args.precision else [])]) + ".csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     tasks = load_tasks(kinds=tuple(args.kinds) if args.kinds else None, ids=args.tasks)
     start, load_start = time.time(), os.getloadavg()
@@ -55,7 +83,8 @@ def main(argv=None) -> int:
             writer.writerow(run.row())
             fh.flush()
 
-        runs = evaluate(tasks, args.patterns, provider=provider, workspace_root=args.workspaces, on_run=write)
+        runs = evaluate(tasks, args.patterns, provider=provider, model=args.model, workspace_root=args.workspaces,
+                        on_run=write)
     seconds, load_end = time.time() - start, os.getloadavg()
     table = summarise(runs)
     print(table.to_string())
@@ -63,7 +92,8 @@ def main(argv=None) -> int:
         "# Agent patterns on the labelled task set",
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {seconds / 60:.1f} min",
-        f"- provider: {provider} ({default_model(provider) or 'default model'}); {len(tasks)} tasks x "
+        f"- provider: {provider} ({model or 'default model'}"
+        f"{f', onnxruntime-genai {precision}' if precision else ''}); {len(tasks)} tasks x "
         f"{len(args.patterns)} patterns = {len(runs)} runs",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
@@ -94,20 +124,31 @@ def merge(parts: list[Path], out: Path) -> int:
     df = df.assign(_t=df["task_id"].map(order), _p=df["pattern"].map({p: i for i, p in enumerate(PATTERNS)}))
     df = df.sort_values(["_t", "_p"]).drop(columns=["_t", "_p"])
     df.to_csv(out, index=False)
-    table = summarise(df)
+    table = summary_by_provider(df)
     print(table.to_string())
     headers = []
     for p in parts:
         md = p.with_suffix(".md")
         if md.exists():
             headers += [f"## part {p.name}", *[line for line in md.read_text().splitlines() if line.startswith("- ")], ""]
+    split = ("one part per model" if df["provider"].nunique() > 1
+             else "run at the same time on disjoint tasks")
     text = ["# Agent patterns on the labelled task set", "",
-            f"- merged {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from {len(parts)} parts run at the same "
-            f"time on disjoint tasks ({len(df)} runs, {df['task_id'].nunique()} tasks x {df['pattern'].nunique()} "
+            f"- merged {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from {len(parts)} parts, {split} "
+            f"({len(df)} runs, {df['task_id'].nunique()} tasks x {df['pattern'].nunique()} "
             "patterns); each part's date, machine and load follow", "", *headers, table.to_markdown(), ""]
     out.with_suffix(".md").write_text("\n".join(text))
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
+
+
+def summary_by_provider(df):
+    """:func:`summarise` per pattern, and per provider/model when the file holds more than one."""
+    import pandas as pd
+
+    if df["provider"].nunique() < 2:
+        return summarise(df)
+    return pd.concat({p: summarise(g) for p, g in df.groupby("provider", sort=False)}, names=["provider"])
 
 
 if __name__ == "__main__":

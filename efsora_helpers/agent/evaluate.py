@@ -128,9 +128,12 @@ def run_task(pattern: str, task: AgentTask, *, llm, provider: str = "local", wor
 
 def evaluate(tasks: Iterable[AgentTask], patterns: Iterable[str] = PATTERNS, *, llm=None, provider: str | None = None,
              workspace_root: str | Path | None = None, progress: bool = True,
-             on_run: Callable[[TaskRun], None] | None = None, max_steps: int | None = None) -> list[TaskRun]:
+             on_run: Callable[[TaskRun], None] | None = None, max_steps: int | None = None,
+             model: str | None = None) -> list[TaskRun]:
     """Every pattern on every task (task by task, all patterns for one task before the next, so a
-    run stopped early still compares the patterns on the same tasks)."""
+    run stopped early still compares the patterns on the same tasks). ``model``: a model id of the
+    provider other than its default (e.g. chapter 4's ``smollm2-135m-warehouse``); the rows then
+    name it, ``provider/model``, so two models' runs can share one results file."""
     from tqdm.auto import tqdm
 
     from ..llm.catalog import resolve_provider
@@ -141,7 +144,8 @@ def evaluate(tasks: Iterable[AgentTask], patterns: Iterable[str] = PATTERNS, *, 
 
         # Room for a finish answer (300 characters) and bounded arguments; a small model that
         # wanders off stops here instead of at the context limit.
-        llm = chat_model(provider, max_tokens=160)
+        llm = chat_model(provider, model, max_tokens=160)
+    label = f"{provider}/{model}" if model else provider
     tasks, patterns = list(tasks), list(patterns)
     root = Path(workspace_root or tempfile.mkdtemp(prefix="agent-eval-"))
     runs = []
@@ -149,7 +153,7 @@ def evaluate(tasks: Iterable[AgentTask], patterns: Iterable[str] = PATTERNS, *, 
     for task in tasks:
         for pattern in patterns:
             bar.set_postfix_str(f"{pattern}:{task.id}"[:40])
-            run = run_task(pattern, task, llm=llm, provider=provider, workspace_root=root, max_steps=max_steps)
+            run = run_task(pattern, task, llm=llm, provider=label, workspace_root=root, max_steps=max_steps)
             runs.append(run)
             if on_run is not None:
                 on_run(run)

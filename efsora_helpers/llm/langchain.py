@@ -6,8 +6,9 @@ the bridge: :func:`chat_model` returns a ``BaseChatModel`` for the same provider
 the book uses, so an agent written once runs on the local model and on a hosted one.
 
 * ``local``: ``ChatOpenAI`` pointed at the book's loopback server (:class:`~.server.LocalServer`)
-  that serves SmolLM2-135M-Instruct on onnxruntime-genai. One server per process is started on first
-  use and stopped at exit; every chat model of the process shares it (and its loaded weights).
+  that serves SmolLM2-135M-Instruct on onnxruntime-genai. One server per process and local model id
+  (``smollm2-135m-warehouse``: chapter 4's tuned model) is started on first use and stopped at exit;
+  every chat model of the process with that id shares it (and its loaded weights).
 * ``openai``, ``deepseek``, ``gemini``, ``openai_compatible``: ``ChatOpenAI`` with the provider's
   key and base URL from :mod:`.catalog`.
 * ``anthropic``: ``ChatAnthropic``.
@@ -29,19 +30,24 @@ from .catalog import default_model, provider_info, resolve_provider
 from .errors import MissingKeyError
 
 _lock = threading.Lock()
-_server = None
+_servers: dict[str, Any] = {}
 
 
-def local_server():
-    """The process's shared loopback server for the local model (started on first call)."""
-    global _server
+def local_server(model: str | None = None):
+    """The process's shared loopback server for a local model id (default: the base model),
+    started on first call; each id is different weights, so each gets its own server."""
+    from .catalog import model_info
+
+    model = model or default_model("local")
+    model_info("local", model)  # an unknown id fails here, not as a 404 in the middle of an agent run
     with _lock:
-        if _server is None:
+        if model not in _servers:
+            from .local_provider import LocalProvider
             from .server import LocalServer
 
-            _server = LocalServer().start()
-            atexit.register(_server.stop)
-        return _server
+            _servers[model] = server = LocalServer(LocalProvider(model)).start()
+            atexit.register(server.stop)
+        return _servers[model]
 
 
 def chat_model(provider: str | None = None, model: str | None = None, *, temperature: float = 0.0,
@@ -57,9 +63,9 @@ def chat_model(provider: str | None = None, model: str | None = None, *, tempera
     if info.kind == "local":
         from langchain_openai import ChatOpenAI
 
-        server = local_server()
+        server = local_server(model)
         # The loopback server needs no key; the SDK insists on a non-empty one.
-        return ChatOpenAI(base_url=server.base_url, api_key="local", model=model or server.model_id,
+        return ChatOpenAI(base_url=server.base_url, api_key="local", model=server.model_id,
                           temperature=temperature, max_tokens=max_tokens, timeout=timeout, max_retries=0,
                           **kwargs)
     key = os.environ.get(info.key_variable) if info.key_variable else None
