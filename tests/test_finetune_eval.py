@@ -57,6 +57,12 @@ def test_lighting_comes_from_the_raw_collection(task):
     assert de.lighting(root) == {"s1.jpg": "day", "s2.jpg": "night"}
 
 
+def test_a_test_only_task_has_the_full_tasks_test_scenes(tmp_path):
+    assert data.task_seeds(de.TEST_ONLY_SIZES)["test"] == data.task_seeds()["test"]
+    (tmp_path / "report.json").write_text(json.dumps({"sizes": data.DEFAULT_SIZES}))
+    assert de.test_task(tmp_path) == tmp_path  # prepared already: used as it is
+
+
 def test_class_map_goes_by_name_not_by_position():
     shuffled = {0: ObjectClass.SIGN.value, 1: NewClass.SPILL.value, 2: ObjectClass.PERSON.value}
     assert de.class_map(shuffled) == {0: FINETUNE_CLASSES.index(ObjectClass.SIGN), 1: SPILL, 2: PERSON}

@@ -55,6 +55,11 @@ ALLOWED = {
         "1.0",  # a sampling temperature (a setting)
         "4.5", "4.6",  # Claude model versions (Sonnet 4.5/4.6, Haiku 4.5)
     },
+    "notebooks/finetuning/03_evaluation.ipynb": {
+        "0.001", "0.7",  # ultralytics' validation settings (confidence, NMS IoU)
+        "0.02", "0.03",  # chapter 1's tolerances between ultralytics and pycocotools (settings in its code)
+        "0.5", "0.95",  # COCO's IoU thresholds (a definition)
+    },
     "notebooks/finetuning/04_instruction_data.ipynb": {
         "2005.14165", "2107.06499", "2305.11206",  # arXiv identifiers of the papers cited
     },
