@@ -73,9 +73,10 @@ FIELDS = ["strategy", "n_train", "epochs", "imgsz", "batch", "seed", "init", "fr
 
 
 def train_one(strategy: Strategy, data_yaml: Path, epochs: int, imgsz: int, batch: int, seed: int, project: Path,
-              init: str | None = None) -> tuple[Path, float, list[float]]:
+              init: str | None = None, callbacks: dict | None = None) -> tuple[Path, float, list[float]]:
     """Train one run; returns the final weights, the wall time (with ultralytics' validation after
-    the last epoch) and the seconds of each training epoch alone."""
+    the last epoch) and the seconds of each training epoch alone. ``callbacks`` maps ultralytics
+    events (``on_train_batch_end``, ...) to functions of the trainer, to watch a run from outside."""
     from ultralytics import YOLO
 
     start_from = init or strategy.init
@@ -92,6 +93,8 @@ def train_one(strategy: Strategy, data_yaml: Path, epochs: int, imgsz: int, batc
     marks: list[float] = []
     model.add_callback("on_train_epoch_start", lambda trainer: marks.append(time.perf_counter()))
     model.add_callback("on_train_epoch_end", lambda trainer: marks.append(time.perf_counter()))
+    for event, function in (callbacks or {}).items():
+        model.add_callback(event, function)
     start = time.perf_counter()
     model.train(
         data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, deterministic=True, device="cpu",

@@ -1,0 +1,45 @@
+"""Benchmark: what ultralytics' bias-lr kick (``warmup_bias_lr=0.1``) costs a transferred detector.
+
+The detection grid (``efsora_helpers.finetuning.detect_grid``) starts the transferred strategies'
+bias learning rate at lr0 (``warmup_bias_lr=0.0``) instead of ultralytics' default 0.1. This runs the
+same fine-tune with each value and two seeds, everything else equal: ``finetune_all`` from the
+shipped detector on the task's first 25 training scenes, 24 epochs (600 images, a quarter of the
+grid's budget) at 416 px, with the grid's 25-scene warmup length (10 iterations), and reports test
+mAP and how far the biases moved. Writes ``benchmarks/results/finetune_detect_bias_lr.csv``; read
+by ``notebooks/finetuning/02_transfer.ipynb``.
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/finetune_detect_bias_lr.py [--epochs 24] [--seeds 0 1]
+"""
+
+import argparse
+import csv
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "finetune_detect_bias_lr.csv"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--strategy", default="finetune_all")
+    ap.add_argument("--n", type=int, default=25)
+    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--warmup-iterations", type=int, default=10)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+
+    import efsora_helpers as eh
+    from efsora_helpers.finetuning.transfer import bias_lr_runs
+
+    eh.setup(quiet=True)
+    rows = bias_lr_runs(args.strategy, args.n, args.epochs, args.warmup_iterations, tuple(args.seeds),
+                        log=lambda line: print(line, flush=True))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
