@@ -92,9 +92,21 @@ def test_perfect_fake_predictions_score_one_and_a_missing_class_scores_zero(task
 
 
 def test_coco_detections_are_xywh_with_one_based_categories():
-    fake = [_fake_pred("a.jpg", [[10, 20, 40, 60]], [SPILL], [0.5])]
-    assert de.coco_detections(fake, {"a.jpg": 7}) == [
-        {"image_id": 7, "category_id": SPILL + 1, "bbox": [10.0, 20.0, 30.0, 40.0], "score": 0.5}]
+    fake = [_fake_pred("a.jpg", [[10, 20, 40, 60], [0, 0, 5, 5]], [SPILL, PERSON], [0.5, 0.4])]
+    assert de.coco_detections(fake, {"a.jpg": 7})[0] == {
+        "image_id": 7, "category_id": SPILL + 1, "bbox": [10.0, 20.0, 30.0, 40.0], "score": 0.5}
+    # against another file's categories: ids by name, classes it lacks dropped
+    six = [{"id": 10 + k, "name": name} for k, name in enumerate(CLASSES)]
+    assert [d["category_id"] for d in de.coco_detections(fake, {"a.jpg": 7}, six)] == [10 + PERSON]
+
+
+def test_truth_of_a_six_class_file_is_read_by_category_name(tmp_path):
+    coco = {"images": [{"id": 1, "file_name": "x.jpg", "width": 64, "height": 64}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [1, 2, 3, 4], "area": 12, "iscrowd": 0}],
+            "categories": [{"id": 5, "name": ObjectClass.VEST.value}]}
+    (tmp_path / "six.json").write_text(json.dumps(coco))
+    _, truths = de.load_truth(tmp_path / "six.json")
+    assert truths[0]["labels"].tolist() == [VEST] and truths[0]["boxes"].tolist() == [[1, 2, 4, 6]]
 
 
 def test_match_is_greedy_by_iou_and_optionally_class_aware():

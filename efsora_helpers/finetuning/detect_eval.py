@@ -4,8 +4,8 @@ a confusion matrix and the images it gets most wrong.
 The pieces, each independent of ultralytics' validator so they can check it:
 
 * ``test_task``: where the prepared test split is (preparing a test-only task if need be).
-* ``load_truth``: the test split's boxes from its COCO JSON, one entry per image, class ids in
-  ``FINETUNE_CLASSES`` order (COCO category id - 1).
+* ``load_truth``: a split's boxes from its COCO JSON, one entry per image, class ids in
+  ``FINETUNE_CLASSES`` order (by category name: chapter 1's 6-class export reads the same way).
 * ``predict``: a model's boxes on those images, its class ids mapped *by name* into
   ``FINETUNE_CLASSES`` (``class_map``), so the shipped 6-class detector and the 9-class one are
   scored on the same ids.
@@ -63,12 +63,13 @@ def load_truth(coco_json: Path):
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         gt = COCO(str(coco_json))
+    ids = {c["id"]: FINETUNE_CLASSES.index(c["name"]) for c in gt.dataset["categories"]}  # by name, not position
     truths = []
     for image in gt.dataset["images"]:
         anns = gt.loadAnns(gt.getAnnIds(imgIds=[image["id"]]))
         boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], dtype=float).reshape(-1, 4)
         truths.append({"file": image["file_name"], "image_id": image["id"], "boxes": boxes,
-                       "labels": np.array([a["category_id"] - 1 for a in anns], dtype=int)})
+                       "labels": np.array([ids[a["category_id"]] for a in anns], dtype=int)})
     return gt, truths
 
 
@@ -118,13 +119,21 @@ def predict(model, images_dir: Path, files: Sequence[str], imgsz: int, conf: flo
     return out
 
 
-def coco_detections(predictions: Sequence[Mapping], image_ids: Mapping[str, int]) -> list[dict]:
-    """Predictions as COCO results: ``bbox`` ``[x, y, w, h]``, ``category_id`` = class id + 1."""
+def coco_detections(predictions: Sequence[Mapping], image_ids: Mapping[str, int],
+                    categories: Sequence[Mapping] | None = None) -> list[dict]:
+    """Predictions as COCO results, ``bbox`` ``[x, y, w, h]``. ``category_id`` is the id of the class's
+    name in ``categories`` (a COCO file's list; boxes of classes it lacks are dropped), or class id
+    + 1 (the task's own export) without it."""
+    if categories is None:
+        category = {k: k + 1 for k in range(len(FINETUNE_CLASSES))}
+    else:
+        category = {FINETUNE_CLASSES.index(c["name"]): c["id"] for c in categories}
     out = []
     for p in predictions:
         for (x1, y1, x2, y2), score, label in zip(p["boxes"], p["scores"], p["labels"]):
-            out.append({"image_id": int(image_ids[p["file"]]), "category_id": int(label) + 1,
-                        "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
+            if int(label) in category:
+                out.append({"image_id": int(image_ids[p["file"]]), "category_id": category[int(label)],
+                            "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
     return out
 
 
