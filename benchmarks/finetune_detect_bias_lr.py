@@ -6,8 +6,12 @@ same fine-tune with each value and two seeds, everything else equal: ``finetune_
 shipped detector on the task's first 25 training scenes, 24 epochs (600 images, a quarter of the
 grid's budget) at 416 px, with the grid's 25-scene warmup length (10 iterations), and reports test
 mAP and how far the biases moved. Writes ``benchmarks/results/finetune_detect_bias_lr.csv``; read
-by ``notebooks/finetuning/02_transfer.ipynb``.
+by ``notebooks/finetuning/02_transfer.ipynb``. The shipped file came from the first command below;
+the second adds the kick at the grid's full budget (96 epochs), whose run without the kick is the
+grid's own ``finetune_all`` row at 25 scenes (same code, seed and warmup iterations): the
+notebook's exercise 3.
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/finetune_detect_bias_lr.py [--epochs 24] [--seeds 0 1]
+     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/finetune_detect_bias_lr.py --epochs 96 --seeds 0 --kicks 0.1 --append
 """
 
 import argparse
@@ -24,6 +28,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--warmup-iterations", type=int, default=10)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--kicks", type=float, nargs="+", default=[0.1, 0.0], help="warmup_bias_lr values")
+    ap.add_argument("--append", action="store_true", help="add rows to an existing CSV")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
@@ -32,11 +38,13 @@ def main() -> None:
 
     eh.setup(quiet=True)
     rows = bias_lr_runs(args.strategy, args.n, args.epochs, args.warmup_iterations, tuple(args.seeds),
-                        log=lambda line: print(line, flush=True))
+                        tuple(args.kicks), log=lambda line: print(line, flush=True))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
+    append = args.append and args.out.exists()
+    with args.out.open("a" if append else "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
+        if not append:
+            writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {args.out}")
 
