@@ -147,6 +147,19 @@ for _asset in (
                     "cores after the detector): the commands are in data/models/README.md"),
     ),
     Asset(
+        name="safetyscenes9-yolov8n-det",
+        kind="trained",
+        description=("YOLOv8n detector fine-tuned from safetyscenes-yolov8n-det on chapter 4's task (9 classes: fire "
+                     "extinguisher, spill, safety goggles added; model card: data/models/safetyscenes9-yolov8n-det.md)"),
+        chapters=(4,),
+        license="AGPL-3.0 (ultralytics; trained by the book)",
+        path="data/models/safetyscenes9-yolov8n-det.pt",
+        sha256="2cf9b162ff3785918fb07afab7aa707ebfd4ab514d3ae385aec17a9534ef2211",
+        size=6239631,
+        how_to_get=("git checkout -- data/models/safetyscenes9-yolov8n-det.pt, or re-run the grid and ship its best "
+                    "run (CPU hours): the commands are in its model card"),
+    ),
+    Asset(
         name="smollm2-135m-warehouse-lora",
         kind="trained",
         description=("LoRA adapter for SmolLM2-135M-Instruct trained on SafetyScenes instruction data (chapter 4; "
