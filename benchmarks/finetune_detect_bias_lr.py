@@ -6,10 +6,9 @@ same fine-tune with each value and two seeds, everything else equal: ``finetune_
 shipped detector on the task's first 25 training scenes, 24 epochs (600 images, a quarter of the
 grid's budget) at 416 px, with the grid's 25-scene warmup length (10 iterations), and reports test
 mAP and how far the biases moved. Writes ``benchmarks/results/finetune_detect_bias_lr.csv``; read
-by ``notebooks/finetuning/02_transfer.ipynb``. The shipped file came from the first command below;
+by ``notebooks/finetuning/02_transfer.ipynb``. The shipped file came from the two commands below:
 the second adds the kick at the grid's full budget (96 epochs), whose run without the kick is the
-grid's own ``finetune_all`` row at 25 scenes (same code, seed and warmup iterations): the
-notebook's exercise 3.
+grid's own ``finetune_all`` row at 25 scenes (same code, seed and warmup iterations).
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/finetune_detect_bias_lr.py [--epochs 24] [--seeds 0 1]
      OMP_NUM_THREADS=1 .venv/bin/python benchmarks/finetune_detect_bias_lr.py --epochs 96 --seeds 0 --kicks 0.1 --append
 """
