@@ -115,9 +115,11 @@ def machine() -> str:
 
 
 def write_markdown(df: pd.DataFrame, path: Path, command: str) -> None:
-    vals = [c for c in df.columns if c.startswith("val_step_")]
-    show = df[["run", "trainable", "wall_s"] + vals].copy()
-    show.columns = ["run", "trainable", "wall s"] + [c.replace("val_step_", "val@") for c in vals]
+    vals = sorted((c for c in df.columns if c.startswith("val_step_")), key=lambda c: int(c.rsplit("_", 1)[1]))
+    show = df[["run", "trainable", "cpu_s", "wall_s"] + vals].copy()
+    show["trainable"] = show["trainable"].map("{:,}".format)
+    show[["cpu_s", "wall_s"]] = show[["cpu_s", "wall_s"]].round(0).astype(int)
+    show.columns = ["run", "trainable", "CPU s", "wall s"] + [c.replace("val_step_", "val@") for c in vals]
     first = df.iloc[0]
     lines = [
         "# LoRA sweep on SmolLM2-135M-Instruct: rank, alpha, dropout, target modules",
@@ -130,7 +132,10 @@ def write_markdown(df: pd.DataFrame, path: Path, command: str) -> None:
         f"{int(first['grad_accum'])} examples ({int(first['train_examples'])} tool-call turns, "
         f"{int(first['train_tokens']):,} tokens, same order), validation loss on answer tokens of the "
         f"{int(first['val_examples'])} shortest validation examples at the steps shown. Reference: rank 16, "
-        "alpha 32, dropout 0.05, q,k,v,o (the shipped adapter's settings); each other run changes one factor. "
+        "alpha 32, dropout 0.05, q,k,v,o (the shipped adapter's settings); each other run changes one factor "
+        "(rank runs keep alpha = 2r); seed=1 and seed=2 are the reference with other seeds (initial A, dropout "
+        "masks, example order), the noise to compare differences with. CPU s: the run's process time (model "
+        "copy, training, evaluations); wall s includes waiting for a shared CPU. "
         "Short runs rank configurations by early progress, not by final quality.",
         "",
         show.to_markdown(index=False, floatfmt=".4f"),
