@@ -131,7 +131,7 @@ def merge(parts: list[Path], out: Path) -> int:
         md = p.with_suffix(".md")
         if md.exists():
             headers += [f"## part {p.name}", *[line for line in md.read_text().splitlines() if line.startswith("- ")], ""]
-    split = ("one part per model" if df["provider"].nunique() > 1
+    split = ("run separately per model (each part's header says what it ran)" if df["provider"].nunique() > 1
              else "run at the same time on disjoint tasks")
     text = ["# Agent patterns on the labelled task set", "",
             f"- merged {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from {len(parts)} parts, {split} "
