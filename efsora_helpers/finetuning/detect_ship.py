@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
+from ..assets import sha256_of
 from ..paths import repo_root
 from ..vocabulary import FINETUNE_CLASSES, NewClass
 from . import data, detect_grid
@@ -64,10 +64,6 @@ def select(rows: list[dict], root: Path, imgsz: int | None = None, log=print) ->
     return rows[best], table
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def ship(results: Path | None = None, root: Path | None = None, out: Path | None = None, log=print) -> dict:
     """Select, strip and copy the best run to ``out``; write ``out``'s record (.json) and card (.md)."""
     from ultralytics.utils.torch_utils import strip_optimizer
@@ -84,8 +80,9 @@ def ship(results: Path | None = None, root: Path | None = None, out: Path | None
         raise ValueError(f"{best['weights']} is not an ultralytics checkpoint")
     staging.replace(out)
     ap = {c: float(best[f"ap50_{c}"]) for c in FINETUNE_CLASSES}
+    digest, size = sha256_of(out)  # the registry's own hash, so the catalog entry can be pasted
     record = {
-        "asset": ASSET, "file": out.name, "sha256": sha256(out), "bytes": out.stat().st_size,
+        "asset": ASSET, "file": out.name, "sha256": digest, "bytes": size,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "classes": list(FINETUNE_CLASSES), "new_classes": [c.value for c in NewClass],
         "selected_by": "validation mAP50-95 over the grid's kept runs (the test split is not used to choose)",
